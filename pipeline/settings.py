@@ -60,6 +60,8 @@ class Settings:
     stack_start_timeout_s: float = 180.0
     # Extra scrape targets for the stack's Prometheus (host:port of /metrics endpoints).
     scrape_targets: tuple[str, ...] = ("127.0.0.1:6066", "127.0.0.1:9466")
+    # A mirror of Maven Central for `stack fetch` (e.g. a Nexus URL); empty: Maven's own config.
+    maven_repository: str = ""
 
     # --- Kafka clients ------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -74,6 +76,7 @@ class Settings:
     topic_dlq: str = "panos.dlq"
     topic_partitions: int = 6
     topic_replication: int = 1
+    kafka_compression: str = "gzip"  # gzip needs no native extra; "" for none
 
     # --- Elasticsearch ------------------------------------------------------------------
     es_url: str = "http://127.0.0.1:9200"
@@ -104,6 +107,7 @@ class Settings:
     ingest_metrics_port: int = 9466
     spool_dir: str = ""
     spool_max_bytes: int = 1024 * 1024 * 1024
+    ingest_linger_ms: int = 10
 
     # --- worker ---------------------------------------------------------------------------
     worker_id: str = "decryptscope"
@@ -124,6 +128,9 @@ class Settings:
     alert_sigma: float = 4.0
     alert_ewma_alpha: float = 0.2
     alert_new_cause_min_count: int = 5
+    # An alert does not repeat for this many windows; per-cause server baselines kept.
+    alert_cooldown_windows: int = 10
+    alert_max_servers: int = 1000
 
     def __repr__(self) -> str:
         parts = []
@@ -224,6 +231,9 @@ def load_settings(
     """Build Settings from a TOML file, the environment and explicit overrides."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    # Elasticsearch's own variable, honoured below the TOML file and DECRYPTSCOPE_ES_JAVA_HOME.
+    if env.get("ES_JAVA_HOME"):
+        values["es_java_home"] = env["ES_JAVA_HOME"]
     config_file = config_file or env.get(CONFIG_ENV)
     if config_file:
         try:
@@ -253,6 +263,7 @@ def validate(settings: Settings) -> None:
         "correlation_max_entries", "alert_window_s", "alert_baseline_windows",
         "alert_min_count", "alert_ratio", "alert_sigma", "topic_partitions",
         "topic_replication", "alert_new_cause_min_count",
+        "alert_cooldown_windows", "alert_max_servers",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

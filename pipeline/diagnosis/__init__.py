@@ -1,0 +1,19 @@
+"""Records -> Diagnosis (pure), driven by the cause catalogue in ``schemas/causes.toml``.
+
+``classify(record, related=()) -> Diagnosis | None`` is the per-event entry point;
+``load_catalogue(path)`` validates and compiles a catalogue; ``Classifier`` classifies with one.
+"""
+
+from pipeline.diagnosis.catalogue import Catalogue, Cause, load_catalogue
+from pipeline.diagnosis.classify import Classifier, classifier_for, classify
+from pipeline.diagnosis.model import Diagnosis
+
+__all__ = [
+    "Catalogue",
+    "Cause",
+    "Classifier",
+    "Diagnosis",
+    "classifier_for",
+    "classify",
+    "load_catalogue",
+]

@@ -1,0 +1,248 @@
+"""End-to-end throughput and latency of the streaming pipeline on the local stack.
+
+Three measurements in one run, each on its own topics and index prefix:
+
+1. ceiling: the ECS documents of the messages bulk-indexed straight into Elasticsearch by one
+   process (the same BulkWriter the worker uses), until searchable;
+2. pipeline: the messages replayed over TCP into ``ingest`` -> Kafka -> ``worker`` -> ES, from
+   the first byte sent until the last document is searchable (events/s), and the worker's RSS;
+3. latency: a replay at half the measured pipeline rate; send -> searchable latency (p50, p99),
+   estimated by order: the i-th message counts as searchable at the first poll (every 50 ms)
+   where the index holds at least i+1 documents.
+
+Messages are the parseable lines of deploy/demo/sample-traffic.log with unique sequence numbers
+and session ids. Needs the stack (``decryptscope stack up``). Usage:
+
+    python bench/e2e.py [--messages 60000] [--latency-seconds 10] [--partitions 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from pipeline import replay
+from pipeline.demo import SAMPLE, Services, free_port
+from pipeline.panos import parse_line
+from pipeline.settings import Settings, load_settings
+from pipeline.sinks.elasticsearch import BulkWriter, make_client
+from pipeline.stream import provision
+from pipeline.stream.processing import Processor
+
+
+def make_messages(count: int, offset: int = 0) -> list[bytes]:
+    """``count`` syslog messages with unique seqno/sessionid (so unique document ids)."""
+    templates = []
+    for line in replay.prepare(replay.read_lines([SAMPLE]), now=True):
+        try:
+            record = parse_line(line)
+        except Exception:
+            continue
+        parts = line.split(b",")
+        seq = str(record.get("seqno")).encode()
+        sid = str(record.get("sessionid")).encode()
+        if seq in parts and sid in parts:
+            templates.append((parts, parts.index(seq), parts.index(sid)))
+    out = []
+    for n in range(offset, offset + count):
+        parts, seq_at, sid_at = templates[n % len(templates)]
+        parts = list(parts)
+        parts[seq_at] = b"%d" % (9_000_000_000_000_000_000 + n)
+        parts[sid_at] = b"%d" % (100_000 + n)
+        out.append(b",".join(parts))
+    return out
+
+
+def run_settings(base: Settings, tag: str, partitions: int) -> Settings:
+    return dataclasses.replace(
+        base,
+        worker_id=tag,
+        index_prefix=f"{tag}-events",
+        alerts_index=f"{tag}-alerts",
+        topic_raw=f"{tag}.raw",
+        topic_events=f"{tag}.events",
+        topic_alerts=f"{tag}.alerts",
+        topic_dlq=f"{tag}.dlq",
+        topic_partitions=partitions,
+        syslog_udp_port=free_port(),
+        syslog_tcp_port=free_port(),
+        syslog_tls_port=free_port(),
+        syslog_tls_cert="",
+        ingest_metrics_port=free_port(),
+        web_port=free_port(),
+        worker_data_dir=tempfile.mkdtemp(prefix=f"{tag}-worker-"),
+    )
+
+
+def count(client, index: str) -> int:
+    try:
+        return client.count(index=index)["count"]
+    except Exception:
+        return 0
+
+
+def ceiling(s: Settings, messages: list[bytes]) -> float:
+    """Documents/s of one process bulk-indexing the ECS documents straight into ES."""
+    processor = Processor(s, metrics=None)
+    table: dict = {}
+    now = time.time()
+    docs = []
+    for m in messages:
+        for out in processor.handle(m, table, now):
+            docs.append((out.doc_id.decode(), orjson.loads(out.value)))
+    provision.run(s, kafka=False)
+    client = make_client(s, asynchronous=False)
+
+    async def index_all() -> None:
+        writer = BulkWriter(make_client(s), s, index_prefix=s.index_prefix)
+        for i in range(0, len(docs), s.bulk_size):
+            await writer.write(docs[i : i + s.bulk_size])
+        await writer.client.close()
+
+    started = time.perf_counter()
+    asyncio.run(index_all())
+    while count(client, s.index_prefix) < len(docs):
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    client.close()
+    return len(docs) / elapsed
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_kb = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self.stop.wait(0.2):
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+
+
+def pipeline_rate(s: Settings, messages: list[bytes], log_dir: Path) -> tuple[float, int, float]:
+    """(events/s send -> searchable, peak worker RSS kB, latency-phase rate, ...)."""
+    provision.run(s)
+    client = make_client(s, asynchronous=False)
+    services = Services(s, log_dir).start()
+    sampler = RssSampler(services.pid("worker0"))
+    sampler.start()
+    try:
+        # warm-up: the worker joins its group and indexes a first small batch
+        warm = make_messages(200, offset=10_000_000)
+        target = replay.Target("tcp", "127.0.0.1", s.syslog_tcp_port)
+        replay.replay(warm, target, progress=False)
+        while count(client, s.index_prefix) < len(warm):
+            services.check_alive()
+            time.sleep(0.2)
+        base = count(client, s.index_prefix)
+        started = time.perf_counter()
+        sender = threading.Thread(
+            target=replay.replay, args=(messages, target), kwargs={"progress": False}
+        )
+        sender.start()
+        while count(client, s.index_prefix) < base + len(messages):
+            services.check_alive()
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        sender.join()
+        return len(messages) / elapsed, sampler.peak_kb, base + len(messages)
+    finally:
+        sampler.stop.set()
+        services.stop()
+        client.close()
+
+
+def latency(s: Settings, rate: float, seconds: float, log_dir: Path) -> tuple[float, float, int]:
+    """(p50, p99 seconds) of send -> searchable at ``rate`` messages/s."""
+    provision.run(s)
+    client = make_client(s, asynchronous=False)
+    services = Services(s, log_dir).start()
+    try:
+        warm = make_messages(200, offset=20_000_000)
+        target = replay.Target("tcp", "127.0.0.1", s.syslog_tcp_port)
+        replay.replay(warm, target, progress=False)
+        while count(client, s.index_prefix) < len(warm):
+            services.check_alive()
+            time.sleep(0.2)
+        base = count(client, s.index_prefix)
+        messages = make_messages(int(rate * seconds), offset=30_000_000)
+        sent_at = [0.0] * len(messages)
+
+        def on_sent(i: int, t: float) -> None:
+            sent_at[i] = t
+
+        sender = threading.Thread(
+            target=replay.replay,
+            args=(messages, target),
+            kwargs={"rate": rate, "progress": False, "on_sent": on_sent},
+        )
+        sender.start()
+        seen_at: list[float] = []
+        while len(seen_at) < len(messages):
+            n = count(client, s.index_prefix) - base
+            now = time.time()
+            while len(seen_at) < min(n, len(messages)):
+                seen_at.append(now)
+            services.check_alive()
+            time.sleep(0.05)
+        sender.join()
+        lat = sorted(b - a for a, b in zip(sent_at, seen_at, strict=True))
+        p50 = statistics.median(lat)
+        p99 = lat[int(len(lat) * 0.99) - 1]
+        return p50, p99, len(messages)
+    finally:
+        services.stop()
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--partitions", type=int, default=2)
+    args = parser.parse_args()
+    base = load_settings()
+    tag = f"bench{time.strftime('%H%M%S')}"
+    log_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-logs-"))
+    messages = make_messages(args.messages)
+    print(f"{len(messages)} messages, {args.partitions} partitions, logs in {log_dir}", flush=True)
+
+    top = ceiling(run_settings(base, f"{tag}c", args.partitions), messages)
+    print(f"ceiling (one process, bulk straight to ES): {top:,.0f} docs/s", flush=True)
+
+    rate, rss_kb, _ = pipeline_rate(
+        run_settings(base, f"{tag}p", args.partitions), messages, log_dir
+    )
+    print(f"pipeline (TCP -> ingest -> Kafka -> worker -> ES searchable): {rate:,.0f} events/s")
+    print(f"pipeline / ceiling: {rate / top:.2f}")
+    print(f"worker peak RSS: {rss_kb / 1024:.0f} MB", flush=True)
+
+    half = rate / 2
+    p50, p99, n = latency(
+        run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir
+    )
+    print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
+    client = make_client(base, asynchronous=False)
+    client.options(ignore_status=404).indices.delete(index=f"{tag}*")
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""Generate the Grafana dashboards in grafana/dashboards/ with grafana-foundation-sdk builders.
+
+Run ``python grafana/generate.py`` after changing a panel and commit the JSON it writes; the
+tests compare the committed files with a fresh generation, type-check them against
+``@grafana/schema`` and run every query against the live Prometheus and Elasticsearch.
+
+Prometheus panels use the recording rules of deploy/prometheus/rules/; Elasticsearch panels
+read the ``decryptscope-events`` alias. Datasource uids match grafana/provisioning/datasources/.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import elasticsearch as es
+from grafana_foundation_sdk.builders import prometheus as prom
+from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    DataTransformerConfig,
+    GridPos,
+)
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+# Each dashboard again as a TypeScript object literal typed as @grafana/schema's Dashboard:
+# a literal gets excess-property checks that an imported .json file does not.
+TYPECHECK = HERE / "typecheck"
+PROMETHEUS = DataSourceRef(type_val="prometheus", uid="decryptscope-prometheus")
+ELASTICSEARCH = DataSourceRef(type_val="elasticsearch", uid="decryptscope-elasticsearch")
+FAILURES = "decryptscope.failure:true"
+CAUSE_FILTER = f"{FAILURES} AND decryptscope.cause:$cause"
+
+
+def prom_query(expr: str, legend: str = "", ref: str = "A", *, instant: bool = False) -> Any:
+    query = prom.Dataquery().expr(expr).ref_id(ref).datasource(PROMETHEUS)
+    if legend:
+        query = query.legend_format(legend)
+    if instant:
+        query = query.instant().format("table")
+    return query
+
+
+def es_terms(field: str, size: int = 10, ref_id: str = "1") -> Any:
+    settings = es.TermsSettings().size(str(size)).order("desc").order_by("_count")
+    return es.Terms().id(ref_id).field(field).settings(settings)
+
+
+def es_query(query: str, buckets: list[Any] | None = None, ref: str = "A") -> Any:
+    q = (
+        es.Dataquery()
+        .ref_id(ref)
+        .datasource(ELASTICSEARCH)
+        .query(query)
+        .time_field("@timestamp")
+        .metrics([es.Count().id("c")])
+    )
+    return q.bucket_aggs(buckets or [])
+
+
+def es_raw(query: str, size: int, ref: str = "A") -> Any:
+    settings = es.ElasticsearchRawDataSettings().size(str(size))
+    return (
+        es.Dataquery()
+        .ref_id(ref)
+        .datasource(ELASTICSEARCH)
+        .query(query)
+        .time_field("@timestamp")
+        .metrics([es.RawData().id("r").settings(settings)])
+        .bucket_aggs([])
+    )
+
+
+def pos(x: int, y: int, w: int, h: int) -> GridPos:
+    return GridPos(x=x, y=y, w=w, h=h)
+
+
+def ts(title: str, unit: str, *queries: Any) -> Any:
+    panel = timeseries.Panel().title(title).unit(unit).datasource(PROMETHEUS)
+    for query in queries:
+        panel = panel.with_target(query)
+    return panel
+
+
+def failures_dashboard() -> Any:
+    return (
+        db.Dashboard("Decryptscope: TLS decryption failures")
+        .uid("decryptscope-failures")
+        .tags(["decryptscope", "tls", "pan-os"])
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("browser")
+        .with_panel(
+            ts(
+                "Failures per minute by cause",
+                "short",
+                prom_query("cause:decryptscope_decryption_failures:rate1m * 60", "{{cause}}"),
+            )
+            .description("Diagnosed decryption failures per minute, by root cause.")
+            .grid_pos(pos(0, 0, 16, 9))
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Failure ratio (5m)")
+            .description("Share of TLS events (TRAFFIC, DECRYPTION) that are failures.")
+            .datasource(PROMETHEUS)
+            .unit("percentunit")
+            .with_target(prom_query("sum(job:decryptscope_decryption_failures:ratio_rate5m)"))
+            .grid_pos(pos(16, 0, 8, 4))
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Decrypted sessions per second")
+            .datasource(PROMETHEUS)
+            .unit("reqps")
+            .with_target(prom_query("sum(rate(decryptscope_decrypted_sessions_total[5m]))"))
+            .grid_pos(pos(16, 4, 8, 5))
+        )
+        .with_panel(
+            ts(
+                "Failure ratio over time",
+                "percentunit",
+                prom_query("job:decryptscope_decryption_failures:ratio_rate5m", "5m"),
+                prom_query("job:decryptscope_decryption_failures:ratio_rate1m", "1m", "B"),
+            ).grid_pos(pos(0, 9, 12, 8))
+        )
+        .with_panel(
+            ts(
+                "Failures per minute by decryption mode",
+                "short",
+                prom_query("mode:decryptscope_decryption_failures:rate1m * 60", "{{mode}}"),
+            ).grid_pos(pos(12, 9, 12, 8))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Top causes now, with their remediation")
+            .description("The latest 500 failures grouped by cause, with the fix to apply.")
+            .datasource(ELASTICSEARCH)
+            .with_target(es_raw(FAILURES, 500))
+            .with_transformation(
+                DataTransformerConfig(
+                    id_val="groupBy",
+                    options={
+                        "fields": {
+                            "decryptscope.cause": {"operation": "groupby", "aggregations": []},
+                            "decryptscope.category": {"operation": "groupby", "aggregations": []},
+                            "decryptscope.remediation": {
+                                "operation": "aggregate",
+                                "aggregations": ["first"],
+                            },
+                            "@timestamp": {"operation": "aggregate", "aggregations": ["count"]},
+                        }
+                    },
+                )
+            )
+            .with_transformation(
+                DataTransformerConfig(
+                    id_val="sortBy",
+                    options={"sort": [{"field": "@timestamp (count)", "desc": True}]},
+                )
+            )
+            .grid_pos(pos(0, 17, 16, 10))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Active alerts")
+            .datasource(PROMETHEUS)
+            .with_target(
+                prom_query('ALERTS{alertstate="firing", alertname=~"Decrypt.*"}', "", instant=True)
+            )
+            .grid_pos(pos(16, 17, 8, 10))
+        )
+    )
+
+
+def drilldown_dashboard() -> Any:
+    cause = (
+        db.TextBoxVariable("cause")
+        .label("Cause")
+        .description("A cause id from schemas/causes.toml, or * for all")
+        .default_value("*")
+    )
+    return (
+        db.Dashboard("Decryptscope: failure drill-down")
+        .uid("decryptscope-drilldown")
+        .tags(["decryptscope", "tls", "elasticsearch"])
+        .refresh("1m")
+        .time("now-24h", "now")
+        .timezone("browser")
+        .with_variable(cause)
+        .with_panel(
+            timeseries.Panel()
+            .title("Failures over time by cause")
+            .datasource(ELASTICSEARCH)
+            .with_target(
+                es_query(
+                    CAUSE_FILTER,
+                    [
+                        es_terms("decryptscope.cause", 10, "2"),
+                        es.DateHistogram().id("3").field("@timestamp"),
+                    ],
+                )
+            )
+            .grid_pos(pos(0, 0, 24, 8))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Top failing servers (SNI)")
+            .datasource(ELASTICSEARCH)
+            .with_target(es_query(CAUSE_FILTER, [es_terms("tls.client.server_name", 20)]))
+            .grid_pos(pos(0, 8, 8, 10))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Rules per cause")
+            .datasource(ELASTICSEARCH)
+            .with_target(
+                es_query(
+                    CAUSE_FILTER,
+                    [es_terms("decryptscope.cause", 10, "1"), es_terms("rule.name", 10, "2")],
+                )
+            )
+            .grid_pos(pos(8, 8, 8, 10))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Sources per cause")
+            .datasource(ELASTICSEARCH)
+            .with_target(
+                es_query(
+                    CAUSE_FILTER,
+                    [es_terms("decryptscope.cause", 10, "1"), es_terms("source.ip", 10, "2")],
+                )
+            )
+            .grid_pos(pos(16, 8, 8, 10))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Recent failure events with evidence")
+            .description(
+                "The latest failures: cause, server, rule, source and the evidence that decided."
+            )
+            .datasource(ELASTICSEARCH)
+            .with_target(es_raw(CAUSE_FILTER, 100))
+            .with_transformation(
+                DataTransformerConfig(
+                    id_val="organize",
+                    options={
+                        "includeByName": {
+                            "@timestamp": True,
+                            "decryptscope.cause": True,
+                            "decryptscope.mode": True,
+                            "decryptscope.confidence": True,
+                            "decryptscope.evidence": True,
+                            "tls.client.server_name": True,
+                            "rule.name": True,
+                            "source.ip": True,
+                            "destination.ip": True,
+                            "observer.serial_number": True,
+                        }
+                    },
+                )
+            )
+            .grid_pos(pos(0, 18, 24, 12))
+        )
+    )
+
+
+def health_dashboard() -> Any:
+    return (
+        db.Dashboard("Decryptscope: pipeline health")
+        .uid("decryptscope-health")
+        .tags(["decryptscope", "pipeline"])
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+        .with_panel(
+            ts(
+                "Syslog received per second by transport",
+                "reqps",
+                prom_query(
+                    "sum by (transport) (rate(decryptscope_syslog_messages_total[1m]))",
+                    "{{transport}}",
+                ),
+            ).grid_pos(pos(0, 0, 12, 8))
+        )
+        .with_panel(
+            ts(
+                "Events per second by log type",
+                "reqps",
+                prom_query(
+                    "sum by (log_type) (rate(decryptscope_events_total[1m]))", "{{log_type}}"
+                ),
+                prom_query("sum(rate(decryptscope_events_published_total[1m]))", "published", "B"),
+            ).grid_pos(pos(12, 0, 12, 8))
+        )
+        .with_panel(
+            ts(
+                "Consumer lag",
+                "short",
+                prom_query("sum by (topic) (decryptscope_consumer_lag_messages)", "{{topic}}"),
+            ).grid_pos(pos(0, 8, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Dead letters per second",
+                "reqps",
+                prom_query(
+                    "sum by (stage, error_type) (rate(decryptscope_dead_letters_total[5m]))",
+                    "{{stage}} {{error_type}}",
+                ),
+            ).grid_pos(pos(8, 8, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Syslog dropped per second",
+                "reqps",
+                prom_query(
+                    "sum by (transport, reason) (rate(decryptscope_syslog_dropped_total[5m]))",
+                    "{{transport}} {{reason}}",
+                ),
+            ).grid_pos(pos(16, 8, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Elasticsearch bulk latency",
+                "s",
+                prom_query(
+                    "histogram_quantile(0.5, sum by (le) "
+                    "(rate(decryptscope_es_bulk_duration_seconds_bucket[5m])))",
+                    "p50",
+                ),
+                prom_query(
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(decryptscope_es_bulk_duration_seconds_bucket[5m])))",
+                    "p99",
+                    "B",
+                ),
+            ).grid_pos(pos(0, 16, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Elasticsearch documents per second by result",
+                "reqps",
+                prom_query(
+                    "sum by (result) (rate(decryptscope_es_documents_total[5m]))", "{{result}}"
+                ),
+                prom_query(
+                    "sum(rate(decryptscope_es_bulk_errors_total[5m])) or vector(0)",
+                    "bulk errors",
+                    "B",
+                ),
+            ).grid_pos(pos(8, 16, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Parse latency",
+                "s",
+                prom_query(
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(decryptscope_parse_duration_seconds_bucket[5m])))",
+                    "p99",
+                ),
+            ).grid_pos(pos(16, 16, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Ingest buffer, connections and correlation table",
+                "short",
+                prom_query("sum(decryptscope_ingest_buffer_bytes)", "buffer bytes"),
+                prom_query(
+                    "sum by (transport) (decryptscope_syslog_connections)",
+                    "{{transport}} connections",
+                    "B",
+                ),
+                prom_query("sum(decryptscope_correlation_entries)", "correlation entries", "C"),
+            ).grid_pos(pos(0, 24, 24, 8))
+        )
+    )
+
+
+DASHBOARDS = {
+    "decryption-failures.json": failures_dashboard,
+    "failure-drilldown.json": drilldown_dashboard,
+    "pipeline-health.json": health_dashboard,
+}
+
+
+def _clean(node: Any) -> Any:
+    """Drop what the builders emit but Grafana's schema does not take: unset (null) values,
+    the ``auto*`` keys of interval variables on other variable types, and a placeholder
+    variable id."""
+    if isinstance(node, dict):
+        out = {k: _clean(v) for k, v in node.items() if v is not None}
+        if out.get("type") in {"textbox", "custom", "query", "constant"} and "name" in out:
+            for key in ("auto", "auto_count", "auto_min", "id"):
+                out.pop(key, None)
+        return out
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    return node
+
+
+def render(builder: Any) -> str:
+    plain = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    plain.pop("style", None)  # removed from the dashboard schema
+    return json.dumps(_clean(plain), sort_keys=True, indent=2) + "\n"
+
+
+def typescript(name: str, text: str) -> str:
+    return (
+        f"// Generated by grafana/generate.py from dashboards/{name}: do not edit.\n"
+        'import type { Dashboard } from "@grafana/schema";\n\n'
+        f"export const dashboard: Dashboard = {text.rstrip()};\n"
+    )
+
+
+def main(argv: list[str]) -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    TYPECHECK.mkdir(parents=True, exist_ok=True)
+    for name, make in DASHBOARDS.items():
+        text = render(make())
+        (OUT / name).write_text(text)
+        (TYPECHECK / name.replace(".json", ".ts")).write_text(typescript(name, text))
+        print(f"wrote {OUT / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,493 @@
+"""Spike detection on decryption failures: the statistics, with no Kafka, Faust or clock.
+
+Failures are counted in fixed windows of processing time (``alert_window_s``), per cause and per
+(cause, server). When a window closes, each count is compared with its baseline, an
+exponentially weighted moving average and deviation of the earlier windows (quiet windows count
+as zeros). Three kinds of alert:
+
+* ``spike``: at least ``alert_min_count`` failures, at least ``alert_ratio`` times the baseline
+  and more than ``alert_sigma`` deviations above it (per cause, and per cause and server);
+* ``new_cause``: a cause not seen during the baseline period (``alert_baseline_windows``
+  windows) fails at least ``alert_new_cause_min_count`` times in a window;
+* ``new_server``: a known cause fails on a server not seen with it during the baseline period,
+  at least ``alert_new_cause_min_count`` times in a window.
+
+"New" needs history: those two kinds wait until this detector has watched one baseline period.
+An alert does not repeat for ``alert_cooldown_windows`` windows.
+
+The baseline of each cause is a JSON-serialisable dict (``export``/``restore``) so that the
+stream agent can keep it in a changelogged table; counts of the open window live in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# A server label in an alert is at most this long after escaping.
+MAX_TEXT = 300
+# Distinct values kept per window and cause for the top lists (servers, rules, sources).
+MAX_DISTINCT = 2000
+TOP_N = 5
+SAMPLES = 5
+# After this many quiet windows a baseline is zero for any practical purpose.
+_DECAY_LIMIT = 400
+
+# Characters that stay as they are in alert text: enough for host names, IPs and rule names,
+# nothing that a terminal, HTML, Markdown or a chat client would interpret.
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:/@ ")
+
+
+def escape_text(value: object, limit: int = MAX_TEXT) -> str:
+    """``value`` as text safe to show anywhere: every character outside a small safe set
+    (control and format characters, markup, quotes, non-ASCII) becomes a ``\\xNN`` /
+    ``\\uNNNN`` escape, and the result is cut at ``limit`` characters."""
+    text = "" if value is None else str(value)
+    out = []
+    for ch in text:
+        if ch in _SAFE:
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    escaped = "".join(out)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    window_s: int = 60
+    baseline_windows: int = 30
+    min_count: int = 20
+    ratio: float = 3.0
+    sigma: float = 4.0
+    alpha: float = 0.2
+    new_min_count: int = 5
+    cooldown_windows: int = 10
+    max_servers: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AlertConfig:
+        return cls(
+            window_s=settings.alert_window_s,
+            baseline_windows=settings.alert_baseline_windows,
+            min_count=settings.alert_min_count,
+            ratio=settings.alert_ratio,
+            sigma=settings.alert_sigma,
+            alpha=settings.alert_ewma_alpha,
+            new_min_count=settings.alert_new_cause_min_count,
+            cooldown_windows=settings.alert_cooldown_windows,
+            max_servers=settings.alert_max_servers,
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What the detector needs of one failure event."""
+
+    cause: str
+    server: str = ""
+    rule: str = ""
+    source: str = ""
+    event_id: str = ""
+    category: str = ""
+    mode: str = ""
+    remediation: str = ""
+
+
+def _get(doc: Mapping[str, Any], *path: str) -> Any:
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _event_id(doc: Mapping[str, Any]) -> str:
+    """The Elasticsearch ``_id`` of the event: explicit, else rebuilt the way
+    ``pipeline.ecs.document_id`` builds it (serial, log type, sequence number)."""
+    explicit = doc.get("_id") or _get(doc, "event", "id")
+    if explicit:
+        return str(explicit)
+    serial = _get(doc, "observer", "serial_number")
+    log_type = _get(doc, "panw", "panos", "type")
+    seqno = _get(doc, "panw", "panos", "sequence_number")
+    if serial and log_type and seqno is not None:
+        return f"{serial}:{log_type}:{seqno}"
+    return ""
+
+
+def failure_from_event(doc: Mapping[str, Any]) -> Failure | None:
+    """The failure in an ECS event document, or None when the event is not a failure."""
+    ds = doc.get("decryptscope")
+    if not isinstance(ds, Mapping) or not ds.get("failure") or not ds.get("cause"):
+        return None
+    server = (
+        _get(doc, "tls", "client", "server_name")
+        or _get(doc, "destination", "domain")
+        or _get(doc, "destination", "ip")
+        or ""
+    )
+    return Failure(
+        cause=str(ds["cause"]),
+        server=str(server),
+        rule=str(_get(doc, "rule", "name") or ""),
+        source=str(_get(doc, "source", "ip") or ""),
+        event_id=_event_id(doc),
+        category=str(ds.get("category") or ""),
+        mode=str(ds.get("mode") or ""),
+        remediation=str(ds.get("remediation") or ""),
+    )
+
+
+class _Tally:
+    """Bounded counts of distinct values."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, value: str) -> None:
+        if not value:
+            return
+        counts = self.counts
+        if value in counts:
+            counts[value] += 1
+        elif len(counts) < MAX_DISTINCT:
+            counts[value] = 1
+
+    def top(self, n: int = TOP_N) -> list[dict[str, Any]]:
+        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [{"value": escape_text(value), "count": count} for value, count in ranked]
+
+
+class _Window:
+    """Failures of one cause in the open window."""
+
+    __slots__ = (
+        "category",
+        "count",
+        "mode",
+        "remediation",
+        "rules",
+        "samples",
+        "servers",
+        "sources",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.servers = _Tally()
+        self.rules = _Tally()
+        self.sources = _Tally()
+        self.samples: list[str] = []
+        self.category = ""
+        self.mode = ""
+        self.remediation = ""
+
+
+def _new_baseline() -> dict[str, Any]:
+    # mean/var: EWMA of counts per window; upto: last window folded in; last: last window with
+    # failures; cool: kind -> first window it may alert again; servers: name -> same fields.
+    return {"mean": 0.0, "var": 0.0, "upto": None, "last": None, "cool": {}, "servers": {}}
+
+
+def _fold(base: dict[str, Any], window: int, count: int, alpha: float) -> None:
+    """Fold the quiet windows since the last update, then ``count`` for ``window``."""
+    mean, var, upto = base["mean"], base["var"], base["upto"]
+    if upto is not None:
+        quiet = window - upto - 1
+        if quiet >= _DECAY_LIMIT:
+            mean = var = 0.0
+        else:
+            for _ in range(max(quiet, 0)):
+                diff = -mean
+                incr = alpha * diff
+                mean += incr
+                var = (1 - alpha) * (var + diff * incr)
+    diff = count - mean
+    incr = alpha * diff
+    base["mean"] = mean + incr
+    base["var"] = (1 - alpha) * (var + diff * incr)
+    base["upto"] = window
+    if count:
+        base["last"] = window
+
+
+def _expected(base: dict[str, Any], window: int, alpha: float) -> tuple[float, float]:
+    """Baseline mean and deviation as of just before ``window``."""
+    mean, var, upto = base["mean"], base["var"], base["upto"]
+    if upto is not None:
+        quiet = window - upto - 1
+        if quiet > 0:
+            factor = (1 - alpha) ** min(quiet, _DECAY_LIMIT)
+            mean *= factor
+            var *= factor
+    return mean, math.sqrt(max(var, 0.0))
+
+
+class SpikeDetector:
+    """Counts failures per window and returns the alerts of each window as it closes.
+
+    ``load(cause)`` gives a baseline saved earlier (or None); ``pending()`` tells which causes'
+    baselines changed since they were last saved with ``export``."""
+
+    def __init__(
+        self,
+        config: AlertConfig,
+        load: Callable[[str], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        self.config = config
+        self._load = load
+        self._baselines: dict[str, dict[str, Any]] = {}
+        self._open: dict[str, _Window] = {}
+        self._window: int | None = None
+        self._started: int | None = None
+        self._dirty: set[str] = set()
+
+    # -- input ---------------------------------------------------------------------------
+
+    def window_of(self, now: float) -> int:
+        return int(now // self.config.window_s)
+
+    def observe(self, failure: Failure, now: float) -> list[dict[str, Any]]:
+        """Count ``failure`` at time ``now`` (epoch seconds); returns the alerts of any window
+        this closed."""
+        alerts = self.tick(now)
+        win = self._open.get(failure.cause)
+        if win is None:
+            win = self._open[failure.cause] = _Window()
+        win.count += 1
+        win.servers.add(failure.server)
+        win.rules.add(failure.rule)
+        win.sources.add(failure.source)
+        if failure.event_id and len(win.samples) < SAMPLES:
+            win.samples.append(failure.event_id)
+        if failure.category and not win.category:
+            win.category = failure.category
+        if failure.mode and not win.mode:
+            win.mode = failure.mode
+        if failure.remediation and not win.remediation:
+            win.remediation = failure.remediation
+        return alerts
+
+    def tick(self, now: float) -> list[dict[str, Any]]:
+        """Close the open window if ``now`` is past it; returns its alerts."""
+        current = self.window_of(now)
+        if self._window is None:
+            self._window = current
+            if self._started is None:
+                self._started = current
+            return []
+        if current <= self._window:
+            return []
+        closed, self._window = self._window, current
+        opened, self._open = self._open, {}
+        alerts: list[dict[str, Any]] = []
+        for cause, win in opened.items():
+            alerts.extend(self._close(cause, win, closed))
+        return alerts
+
+    def pending(self) -> frozenset[str]:
+        """Causes whose baseline changed since it was last exported."""
+        return frozenset(self._dirty)
+
+    def export(self, cause: str) -> dict[str, Any] | None:
+        """The baseline of ``cause`` as plain JSON-serialisable data."""
+        self._dirty.discard(cause)
+        base = self._baselines.get(cause)
+        return None if base is None else dict(base)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def _baseline(self, cause: str) -> dict[str, Any] | None:
+        base = self._baselines.get(cause)
+        if base is None and self._load is not None:
+            saved = self._load(cause)
+            if saved:
+                base = _new_baseline()
+                base.update(saved)
+                base["cool"] = dict(base.get("cool") or {})
+                base["servers"] = {k: dict(v) for k, v in (base.get("servers") or {}).items()}
+                self._baselines[cause] = base
+        return base
+
+    def _seen_recently(self, base: dict[str, Any] | None, window: int) -> bool:
+        return (
+            base is not None
+            and base.get("last") is not None
+            and window - base["last"] <= self.config.baseline_windows
+        )
+
+    def _cooling(self, base: dict[str, Any], key: str, window: int) -> bool:
+        until = base["cool"].get(key)
+        return until is not None and window < until
+
+    def _close(self, cause: str, win: _Window, window: int) -> list[dict[str, Any]]:
+        cfg = self.config
+        started = window if self._started is None else self._started
+        warm = window - started >= cfg.baseline_windows
+        base = self._baseline(cause)
+        cause_known = self._seen_recently(base, window)
+        if base is None:
+            base = self._baselines[cause] = _new_baseline()
+        alerts: list[dict[str, Any]] = []
+        mean, dev = _expected(base, window, cfg.alpha)
+        if not cause_known:
+            if (
+                warm
+                and win.count >= cfg.new_min_count
+                and not self._cooling(base, "new_cause", window)
+            ):
+                alerts.append(self._alert("new_cause", cause, "", win, window, mean=mean, dev=dev))
+                base["cool"]["new_cause"] = window + cfg.cooldown_windows
+        elif self._is_spike(win.count, mean, dev) and not self._cooling(base, "spike", window):
+            alerts.append(self._alert("spike", cause, "", win, window, mean=mean, dev=dev))
+            base["cool"]["spike"] = window + cfg.cooldown_windows
+        _fold(base, window, win.count, cfg.alpha)
+        alerts.extend(self._close_servers(cause, base, win, window, cause_known and warm))
+        self._dirty.add(cause)
+        return alerts
+
+    def _is_spike(self, count: int, mean: float, dev: float) -> bool:
+        cfg = self.config
+        return (
+            count >= cfg.min_count and count >= cfg.ratio * mean and count > mean + cfg.sigma * dev
+        )
+
+    def _close_servers(
+        self, cause: str, base: dict[str, Any], win: _Window, window: int, may_be_new: bool
+    ) -> list[dict[str, Any]]:
+        cfg = self.config
+        servers: dict[str, dict[str, Any]] = base["servers"]
+        alerts: list[dict[str, Any]] = []
+        for server, count in win.servers.counts.items():
+            sbase = servers.get(server)
+            known = self._seen_recently(sbase, window)
+            if sbase is None:
+                sbase = servers[server] = {"mean": 0.0, "var": 0.0, "upto": None, "last": None}
+            mean, dev = _expected(sbase, window, cfg.alpha)
+            until = sbase.get("cool")
+            cooling = until is not None and window < until
+            if not cooling:
+                kind = None
+                if not known:
+                    if may_be_new and count >= cfg.new_min_count:
+                        kind = "new_server"
+                elif self._is_spike(count, mean, dev):
+                    kind = "spike"
+                if kind is not None:
+                    alerts.append(
+                        self._alert(
+                            kind, cause, server, win, window, mean=mean, dev=dev, count=count
+                        )
+                    )
+                    sbase["cool"] = window + cfg.cooldown_windows
+            _fold(sbase, window, count, cfg.alpha)
+        if len(servers) > cfg.max_servers:
+            # Forget the servers that failed longest ago.
+            ranked = sorted(servers, key=lambda s: servers[s].get("last") or -1)
+            for server in ranked[: len(servers) - cfg.max_servers]:
+                del servers[server]
+        return alerts
+
+    def _alert(
+        self,
+        kind: str,
+        cause: str,
+        server: str,
+        win: _Window,
+        window: int,
+        *,
+        mean: float,
+        dev: float,
+        count: int | None = None,
+    ) -> dict[str, Any]:
+        return build_alert(
+            kind=kind,
+            cause=cause,
+            server=server,
+            category=win.category,
+            mode=win.mode,
+            remediation=win.remediation,
+            window_start=window * self.config.window_s,
+            window_s=self.config.window_s,
+            observed=win.count if count is None else count,
+            expected=mean,
+            deviation=dev,
+            top_servers=win.servers.top(),
+            top_rules=win.rules.top(),
+            top_sources=win.sources.top(),
+            samples=list(win.samples),
+        )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+_KIND_TEXT = {
+    "spike": "spike of decryption failures",
+    "new_cause": "new decryption failure cause",
+    "new_server": "new server failing decryption",
+}
+
+
+def build_alert(
+    *,
+    kind: str,
+    cause: str,
+    server: str,
+    category: str,
+    mode: str,
+    remediation: str,
+    window_start: float,
+    window_s: int,
+    observed: int,
+    expected: float,
+    deviation: float,
+    top_servers: list[dict[str, Any]],
+    top_rules: list[dict[str, Any]],
+    top_sources: list[dict[str, Any]],
+    samples: list[str],
+) -> dict[str, Any]:
+    """The alert document published on the alerts topic and indexed into Elasticsearch."""
+    safe_cause = escape_text(cause)
+    safe_server = escape_text(server)
+    where = f" on {safe_server}" if server else ""
+    message = (
+        f"{_KIND_TEXT.get(kind, kind)}: {safe_cause}{where}: {observed} failures in "
+        f"{window_s}s, expected {expected:.1f}"
+    )
+    return {
+        "id": f"{kind}:{safe_cause}:{safe_server}:{int(window_start)}",
+        "@timestamp": _iso(window_start + window_s),
+        "kind": kind,
+        "severity": "critical" if kind == "spike" and not server else "warning",
+        "cause": safe_cause,
+        "category": category,
+        "mode": mode,
+        "server": safe_server,
+        "remediation": remediation,
+        "message": message,
+        "window": {
+            "start": _iso(window_start),
+            "end": _iso(window_start + window_s),
+            "seconds": window_s,
+        },
+        "observed": observed,
+        "expected": round(expected, 3),
+        "deviation": round(deviation, 3),
+        "top_servers": top_servers,
+        "top_rules": top_rules,
+        "top_sources": top_sources,
+        "sample_event_ids": samples,
+    }

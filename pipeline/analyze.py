@@ -1,0 +1,236 @@
+"""Offline report over parsed records: failures by cause and mode, top servers, rules and
+sources per cause, the time span and a timeline. Pure aggregation: records in, a plain dict
+out (renderers live in ``pipeline.report``).
+
+A failure is counted once per session: the TRAFFIC, DECRYPTION and SESSION records of one
+session (joined by ``pipeline.correlate``) are one failure with the best diagnosis among them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.correlate import Correlator, correlation_key
+from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
+
+TOP_N = 5
+# Timeline bucket sizes, seconds; the smallest giving at most MAX_BUCKETS buckets is used.
+BUCKETS_S = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
+MAX_BUCKETS = 72
+SUMMARY_FIELDS = ("sni", "cn", "dst", "rule", "policy_name", "src", "serial", "device_name")
+
+
+def event_time(record: Mapping[str, Any]) -> datetime | None:
+    for name in ("time_generated", "receive_time", "_syslog_time"):
+        value = record.get(name)
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class _Failure:
+    diagnosis: Diagnosis
+    time: datetime | None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class Analyzer:
+    """Feed records (``add``) and parse failures (``add_error``); ``report()`` summarises."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 120.0,
+        max_entries: int = 200_000,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.classifier = classifier or classifier_for(None)
+        self.correlator = Correlator(window_s, max_entries, classifier=self.classifier)
+        self.records = 0
+        self.by_type: Counter[str] = Counter()
+        self.parse_errors: Counter[str] = Counter()
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.failures: dict[str, _Failure] = {}
+        self.failure_events: set[tuple[Any, ...]] = set()
+        self._now = 0.0
+        self._anonymous = 0
+
+    def add_error(self, error_type: str) -> None:
+        self.parse_errors[error_type] += 1
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.records += 1
+        self.by_type[str(record.get("type") or "unknown")] += 1
+        when = event_time(record)
+        if when is not None:
+            self._now = when.timestamp()
+            if self.first is None or when < self.first:
+                self.first = when
+            if self.last is None or when > self.last:
+                self.last = when
+        for emit in self.correlator.observe(record, self._now):
+            if emit.diagnosis is not None:
+                self._count(emit.record, emit.diagnosis)
+
+    def _group(self, record: Mapping[str, Any]) -> str:
+        key = correlation_key(record)
+        if key is None:
+            self._anonymous += 1
+            return f"record:{self._anonymous}"
+        entry = self.correlator.entries.get(key)
+        # Session ids are reused over time: the entry's start tells sessions apart.
+        return f"{key}@{entry['first']}" if entry is not None else key
+
+    def _count(self, record: Mapping[str, Any], diagnosis: Diagnosis) -> None:
+        seqno = record.get("seqno")
+        self.failure_events.add(
+            (record.get("serial"), record.get("type"), seqno if seqno is not None else id(record))
+        )
+        group = self._group(record)
+        failure = self.failures.get(group)
+        if failure is None:
+            failure = self.failures[group] = _Failure(diagnosis, event_time(record))
+        elif diagnosis.confidence >= failure.diagnosis.confidence:
+            failure.diagnosis = diagnosis
+        when = event_time(record)
+        if when is not None and (failure.time is None or when < failure.time):
+            failure.time = when
+        prefer = record.get("type") == "DECRYPTION"
+        for name in SUMMARY_FIELDS:
+            value = record.get(name)
+            if value in (None, ""):
+                continue
+            if prefer or name not in failure.fields:
+                failure.fields[name] = value
+
+    def report(self) -> dict[str, Any]:
+        return build_report(self)
+
+
+def _top(counter: Counter[str]) -> list[dict[str, Any]]:
+    return [{"value": k, "count": n} for k, n in counter.most_common(TOP_N)]
+
+
+def _bucket_size(first: datetime | None, last: datetime | None) -> int:
+    if first is None or last is None:
+        return BUCKETS_S[0]
+    span = max((last - first).total_seconds(), 1.0)
+    for size in BUCKETS_S:
+        if span / size <= MAX_BUCKETS:
+            return size
+    days = -(-span // (MAX_BUCKETS * 86400))  # whole days, rounded up
+    return int(days) * 86400
+
+
+def build_report(analyzer: Analyzer) -> dict[str, Any]:
+    catalogue = analyzer.classifier.catalogue
+    failures = list(analyzer.failures.values())
+    total = len(failures)
+    per_cause: dict[str, dict[str, Any]] = {}
+    modes: Counter[str] = Counter()
+    for failure in failures:
+        diag = failure.diagnosis
+        modes[diag.mode] += 1
+        slot = per_cause.get(diag.cause)
+        if slot is None:
+            slot = per_cause[diag.cause] = {
+                "count": 0,
+                "modes": Counter(),
+                "servers": Counter(),
+                "rules": Counter(),
+                "decryption_rules": Counter(),
+                "sources": Counter(),
+                "firewalls": Counter(),
+            }
+        slot["count"] += 1
+        slot["modes"][diag.mode] += 1
+        f = failure.fields
+        server = f.get("sni") or f.get("cn") or f.get("dst")
+        if server:
+            slot["servers"][str(server)] += 1
+        if f.get("rule"):
+            slot["rules"][str(f["rule"])] += 1
+        if f.get("policy_name"):
+            slot["decryption_rules"][str(f["policy_name"])] += 1
+        if f.get("src"):
+            slot["sources"][str(f["src"])] += 1
+        firewall = f.get("device_name") or f.get("serial")
+        if firewall:
+            slot["firewalls"][str(firewall)] += 1
+
+    causes = []
+    for cause_id, slot in sorted(per_cause.items(), key=lambda kv: (-kv[1]["count"], kv[0])):
+        cause = catalogue.causes[cause_id]
+        causes.append(
+            {
+                "cause": cause_id,
+                "category": cause.category,
+                "title": cause.title,
+                "count": slot["count"],
+                "share": slot["count"] / total if total else 0.0,
+                "modes": dict(slot["modes"].most_common()),
+                "top_servers": _top(slot["servers"]),
+                "top_rules": _top(slot["rules"]),
+                "top_decryption_rules": _top(slot["decryption_rules"]),
+                "top_sources": _top(slot["sources"]),
+                "top_firewalls": _top(slot["firewalls"]),
+                "remediation": cause.remediation,
+                "references": list(cause.references),
+            }
+        )
+
+    first, last = analyzer.first, analyzer.last
+    size = _bucket_size(first, last)
+    timeline: dict[str, Any] = {"bucket_s": size, "buckets": [], "series": {}}
+    timed = [f for f in failures if f.time is not None]
+    if timed:
+        start = min(f.time.timestamp() for f in timed)  # type: ignore[union-attr]
+        start -= start % size
+        end = max(f.time.timestamp() for f in timed)  # type: ignore[union-attr]
+        count = int((end - start) // size) + 1
+        timeline["buckets"] = [
+            datetime.fromtimestamp(start + i * size, UTC).isoformat() for i in range(count)
+        ]
+        series: dict[str, list[int]] = {c["cause"]: [0] * count for c in causes}
+        for f in timed:
+            index = int((f.time.timestamp() - start) // size)  # type: ignore[union-attr]
+            series[f.diagnosis.cause][index] += 1
+        timeline["series"] = series
+
+    corr = analyzer.correlator
+    return {
+        "records": analyzer.records,
+        "records_by_type": dict(analyzer.by_type.most_common()),
+        "parse_errors": dict(analyzer.parse_errors.most_common()),
+        "span": {
+            "start": first.isoformat() if first else None,
+            "end": last.isoformat() if last else None,
+        },
+        "failures": {"sessions": total, "events": len(analyzer.failure_events)},
+        "correlation": {
+            "sessions_correlated": corr.correlated,
+            "window_s": corr.window_s,
+            "evicted": corr.evicted,
+        },
+        "modes": [
+            {"mode": m, "count": n, "share": n / total if total else 0.0}
+            for m, n in modes.most_common()
+        ],
+        "causes": causes,
+        "timeline": timeline,
+    }
+
+
+def analyze_records(
+    records: Iterable[Mapping[str, Any]], *, window_s: float = 120.0, max_entries: int = 200_000
+) -> dict[str, Any]:
+    analyzer = Analyzer(window_s=window_s, max_entries=max_entries)
+    for record in records:
+        analyzer.add(record)
+    return analyzer.report()

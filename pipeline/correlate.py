@@ -1,0 +1,312 @@
+"""Join the log lines of one TLS session (pure state machine; the caller owns the state).
+
+PAN-OS writes up to three views of a failing session, in any order: the DECRYPTION log (at
+the handshake, with the precise error), the TRAFFIC log (at session end, with only the
+highest-priority end reason, e.g. ``decrypt-error`` or even ``policy-deny``) and, when an
+operator looks, a ``show session id`` output (SESSION, with the tracker stage). They share the
+firewall serial and the session id; joining them lets a generic TRAFFIC end reason take the
+specific cause of its DECRYPTION record.
+
+API for a streaming caller (one state entry per join key, e.g. in a Faust table)::
+
+    key = correlation_key(record)              # "serial:sessionid", or None (not joinable)
+    entry, emits = observe(table.get(key), record, now, window_s)
+    if entry is not None:
+        table[key] = entry                     # a JSON-serialisable plain dict
+    for e in emits:                            # Emit(record, diagnosis, correlation, reemit,
+        send(e.record, e.diagnosis, e.correlation)   #      original)
+    ...
+    if expired(table[key], now, window_s): del table[key]   # periodic clean-up
+
+* ``observe(entry, record, now, window_s, *, classifier=None, reparse=None)`` returns the
+  updated entry (None when the record has no join key) and the events to emit: first the
+  record itself with its diagnosis (computed with the session's other records), then every
+  earlier record of the session whose diagnosis changed because of the new one
+  (``reemit=True``), to be re-sent under its original document id. ``correlation`` is
+  ``{"key": "serial:sessionid", "joined": [log types in arrival order], "count": n}`` once
+  two or more records are joined, else None.
+* An entry older than ``window_s`` since its last record is expired: ``observe`` starts a fresh
+  one in its place, and ``expired(entry, now, window_s)`` tells the caller when to drop it.
+  ``now`` is the caller's clock in epoch seconds (wall time, or event time offline).
+* Entries keep, per log type (the newest record of that type), a compact copy of the fields
+  the cause catalogue reads plus identity fields, the record's ``_original`` text, and the
+  cause last emitted. A re-emitted record is rebuilt by re-parsing its original text
+  (``reparse``, default ``pipeline.panos.parse_line``) so that the re-sent document is
+  complete; the compact copy is the fallback when there is no text or it no longer parses.
+* ``Correlator`` wraps a bounded in-memory dict (least recently updated entries are evicted
+  first) for offline use, with ``live_entries``, ``correlated`` and ``evicted`` counters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
+from pipeline.errors import DecryptscopeError
+
+JOIN_TYPES = frozenset({"TRAFFIC", "DECRYPTION", "SESSION"})
+ENTRY_VERSION = 1
+
+# Kept in the compact copy besides every field the catalogue reads: what identifies the
+# record (document id, ECS basics) and what reports show.
+IDENTITY_FIELDS = (
+    "type",
+    "subtype",
+    "serial",
+    "sessionid",
+    "seqno",
+    "receive_time",
+    "time_generated",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "natsrc",
+    "natdst",
+    "proto",
+    "app",
+    "rule",
+    "policy_name",
+    "device_name",
+    "vsys",
+    "from",
+    "to",
+    "action",
+    "sni",
+    "cn",
+    "issuer_cn",
+    "root_cn",
+    "proxy_type",
+    "err_index",
+    "error",
+    "session_end_reason",
+    "tracker_stage_firewall",
+    "tracker_stage_l7proc",
+    "_format",
+    "_layout",
+    "_host",
+    "_syslog_time",
+)
+
+Reparse = Callable[[str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    record: Mapping[str, Any]
+    diagnosis: Diagnosis | None
+    correlation: dict[str, Any] | None
+    reemit: bool = False
+    original: str | None = None
+
+
+def correlation_key(record: Mapping[str, Any]) -> str | None:
+    """``"serial:sessionid"`` for TRAFFIC, DECRYPTION and SESSION records with a session id."""
+    if record.get("type") not in JOIN_TYPES:
+        return None
+    sessionid = record.get("sessionid")
+    if sessionid is None or sessionid == "":
+        return None
+    serial = record.get("serial")
+    return f"{serial if serial is not None else ''}:{sessionid}"
+
+
+def expired(entry: Mapping[str, Any], now: float, window_s: float) -> bool:
+    return now - float(entry["last"]) > window_s
+
+
+_FIELDS_CACHE: dict[int, tuple[str, ...]] = {}
+
+
+def _compact_fields(classifier: Classifier) -> tuple[str, ...]:
+    cached = _FIELDS_CACHE.get(id(classifier))
+    if cached is None:
+        names = dict.fromkeys(IDENTITY_FIELDS)
+        cat = classifier.catalogue
+        for rule in (*cat.rules, *cat.mode_rules):
+            for cond in rule.conditions:
+                names[cond.field] = None
+                if cond.kind in ("before_field", "after_field"):
+                    names[cond.arg] = None
+        cached = tuple(names)
+        _FIELDS_CACHE[id(classifier)] = cached
+    return cached
+
+
+def _compact(record: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    times: list[str] = []
+    for name in fields:
+        value = record.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, datetime):
+            out[name] = value.isoformat()
+            times.append(name)
+        elif isinstance(value, str | int | float | bool):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    if times:
+        out["_dt"] = times
+    return out
+
+
+def _restore(compact: Mapping[str, Any], original: str | None) -> dict[str, Any]:
+    record = {k: v for k, v in compact.items() if k != "_dt"}
+    for name in compact.get("_dt", ()):
+        record[name] = datetime.fromisoformat(compact[name])
+    if original is not None:
+        record["_original"] = original
+    return record
+
+
+def _default_reparse(text: str) -> Mapping[str, Any]:
+    from pipeline import panos
+
+    return panos.parse_line(text)
+
+
+def _rebuild(slot: Mapping[str, Any], reparse: Reparse | None) -> dict[str, Any]:
+    compact = slot["compact"]
+    original = slot.get("original")
+    restored = _restore(compact, original)
+    if original is None:
+        return restored
+    try:
+        full = dict((reparse or _default_reparse)(original))
+    except (DecryptscopeError, ImportError, AttributeError):
+        return restored
+    for meta in ("_host", "_syslog_time"):  # from the syslog header, not in _original
+        if meta in restored and full.get(meta) is None:
+            full[meta] = restored[meta]
+    return full
+
+
+def new_entry(key: str, now: float) -> dict[str, Any]:
+    return {"v": ENTRY_VERSION, "key": key, "first": now, "last": now, "slots": []}
+
+
+def _correlation(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    slots = entry["slots"]
+    if len(slots) < 2:
+        return None
+    return {"key": entry["key"], "joined": [s["type"] for s in slots], "count": len(slots)}
+
+
+def observe(
+    entry: dict[str, Any] | None,
+    record: Mapping[str, Any],
+    now: float,
+    window_s: float,
+    *,
+    classifier: Classifier | None = None,
+    reparse: Reparse | None = None,
+) -> tuple[dict[str, Any] | None, list[Emit]]:
+    """Add ``record`` to its session's entry; return the new entry and the events to emit."""
+    classifier = classifier or classifier_for(None)
+    original = record.get("_original")
+    if not isinstance(original, str):
+        original = None
+    key = correlation_key(record)
+    if key is None:
+        return entry, [Emit(record, classifier.classify(record), None, False, original)]
+    if entry is None or entry.get("v") != ENTRY_VERSION or expired(entry, now, window_s):
+        entry = new_entry(key, now)
+    else:
+        entry = {**entry, "slots": [dict(s) for s in entry["slots"]]}
+    rtype = record["type"]
+    # One slot per log type: a newer record of the same type (TRAFFIC start -> end) replaces it.
+    others = [s for s in entry["slots"] if s["type"] != rtype]
+    others_records = [_restore(s["compact"], None) for s in others]
+    diagnosis = classifier.classify(record, others_records)
+    slot = {
+        "type": rtype,
+        "compact": _compact(record, _compact_fields(classifier)),
+        "original": original,
+        "cause": diagnosis.cause if diagnosis else None,
+        "confidence": diagnosis.confidence if diagnosis else None,
+    }
+    entry["slots"] = [*others, slot]
+    entry["last"] = max(float(entry["last"]), now)
+    correlation = _correlation(entry)
+    emits = [Emit(record, diagnosis, correlation, False, original)]
+    if others:
+        restored_self = _restore(slot["compact"], None)
+        for index, other in enumerate(others):
+            related = [restored_self, *(r for i, r in enumerate(others_records) if i != index)]
+            again = classifier.classify(others_records[index], related)
+            cause = again.cause if again else None
+            confidence = again.confidence if again else None
+            if cause == other["cause"] and confidence == other["confidence"]:
+                continue
+            other["cause"], other["confidence"] = cause, confidence
+            full = _rebuild(other, reparse)
+            emits.append(Emit(full, again, correlation, True, other.get("original")))
+    return entry, emits
+
+
+class Correlator:
+    """In-memory correlation for offline use: a bounded dict of entries, expired by window."""
+
+    def __init__(
+        self,
+        window_s: float = 120.0,
+        max_entries: int = 200_000,
+        *,
+        classifier: Classifier | None = None,
+        reparse: Reparse | None = None,
+    ) -> None:
+        if window_s <= 0 or max_entries <= 0:
+            raise ValueError("window_s and max_entries must be positive")
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self.classifier = classifier or classifier_for(None)
+        self.reparse = reparse
+        self.entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.correlated = 0  # sessions where two or more records were joined
+        self.evicted = 0  # entries dropped to respect max_entries
+        self.expired = 0
+
+    @property
+    def live_entries(self) -> int:
+        return len(self.entries)
+
+    def observe(self, record: Mapping[str, Any], now: float) -> list[Emit]:
+        self.expire(now)
+        key = correlation_key(record)
+        if key is None:
+            return observe(None, record, now, self.window_s, classifier=self.classifier)[1]
+        before = self.entries.pop(key, None)
+        joined_before = (
+            len(before["slots"])
+            if before is not None and not expired(before, now, self.window_s)
+            else 0
+        )
+        entry, emits = observe(
+            before, record, now, self.window_s, classifier=self.classifier, reparse=self.reparse
+        )
+        assert entry is not None
+        if joined_before < 2 <= len(entry["slots"]):
+            self.correlated += 1
+        self.entries[key] = entry
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+            self.evicted += 1
+        return emits
+
+    def expire(self, now: float) -> int:
+        """Drop entries idle for longer than the window (oldest first); returns how many."""
+        dropped = 0
+        while self.entries:
+            key, entry = next(iter(self.entries.items()))
+            if not expired(entry, now, self.window_s):
+                break
+            del self.entries[key]
+            dropped += 1
+        self.expired += dropped
+        return dropped

@@ -1,0 +1,97 @@
+"""Record (+ the other records of its session) -> Diagnosis, or None when it is not a
+decryption failure. Pure; the catalogue is compiled once and rules are tried best first, so
+the first rule whose conditions all hold decides the cause."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.diagnosis.catalogue import Catalogue, load_catalogue
+from pipeline.diagnosis.model import Diagnosis
+from pipeline.diagnosis.rules import Condition, Found, lookup
+
+
+def _evidence_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _evidence(hits: list[tuple[Condition, Found]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for cond, (value, source) in hits:
+        out.append({"field": cond.field, "value": _evidence_value(value), "source": source})
+    return out
+
+
+class Classifier:
+    """Classifies records against one compiled catalogue."""
+
+    __slots__ = ("catalogue",)
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+
+    def classify(
+        self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+    ) -> Diagnosis | None:
+        # Which gate fields the session has at all; rules whose gate is absent are skipped.
+        present = [lookup(f, s, record, related) is not None for f, s in self.catalogue.gates]
+        for rule in self.catalogue.rules:
+            if rule.gate >= 0 and not present[rule.gate]:
+                continue
+            hits = rule.match(record, related)
+            if hits is None:
+                continue
+            cause = self.catalogue.causes[rule.target]
+            evidence = _evidence(hits)
+            mode = self.mode(record, related, cause.mode, evidence)
+            return Diagnosis(
+                cause=cause.id,
+                category=cause.category,
+                mode=mode,
+                confidence=rule.confidence,
+                evidence=tuple(evidence),
+                remediation=cause.remediation,
+                references=cause.references,
+            )
+        return None
+
+    def mode(
+        self,
+        record: Mapping[str, Any],
+        related: Sequence[Mapping[str, Any]] = (),
+        fallback: str | None = None,
+        evidence: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """The decryption mode: first matching mode rule, else the cause's mode, else default."""
+        for rule in self.catalogue.mode_rules:
+            hits = rule.match(record, related)
+            if hits is None:
+                continue
+            if evidence is not None:
+                for item in _evidence(hits):
+                    if item not in evidence:
+                        evidence.append(item)
+            return rule.target
+        return fallback or self.catalogue.default_mode
+
+
+@lru_cache(maxsize=4)
+def classifier_for(path: str | None = None) -> Classifier:
+    """The (cached) classifier of a catalogue file; the built-in one by default."""
+    return Classifier(load_catalogue(Path(path) if path else None))
+
+
+def classify(
+    record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+) -> Diagnosis | None:
+    """Diagnose ``record`` with the built-in catalogue; None when it is not a decryption
+    failure. ``related``: the other records of the same session (serial + session id)."""
+    return classifier_for(None).classify(record, related)

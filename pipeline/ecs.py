@@ -1,0 +1,490 @@
+"""Record (+ diagnosis) -> Elastic Common Schema document (pure).
+
+Column targets come from the layout files (``schemas/panos/*.csv``): vendor fields keep
+Elastic's ``panw.panos.*`` names. Where Elastic's mapping is wrong for TLS, ECS wins: the server
+certificate goes to ``tls.server.x509.*``, ``tls.established`` is false on failure, the SNI is also
+``destination.domain``, and ``event.outcome`` / ``event.reason`` say how the handshake or
+session ended. The diagnosis lives under ``decryptscope.*``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.community_id import community_id, proto_number
+from pipeline.errors import ConfigError
+from pipeline.panos.layouts import SKIP, common_layout, layouts, session_labels_targets
+
+ECS_VERSION = "8.17.0"
+_OBSERVER = {"vendor": "Palo Alto Networks", "product": "PAN-OS", "type": "firewall"}
+
+# Session flag bits (Elastic's default.yml, from the PAN-OS 10.2 log field docs) -> labels.*.
+_FLAG_BITS = (
+    (0x80000000, "pcap_included"),
+    (0x40000000, "connect_to_destination_host"),
+    (0x20000000, "file_submitted_to_wildfire"),
+    (0x10000000, "enterprise_credential_submission"),
+    (0x08000000, "source_flow_allow_list"),
+    (0x02000000, "ipv6_session"),
+    (0x01000000, "ssl_decrypted"),
+    (0x00800000, "url_filter_denied"),
+    (0x00400000, "nat_translated"),
+    (0x00200000, "captive_portal"),
+    (0x00100000, "non_standard_port_usage"),
+    (0x00080000, "x_forwarded_for"),
+    (0x00040000, "http_proxy"),
+    (0x00020000, "client_server_policy_based_forwarding"),
+    (0x00010000, "server_client_policy_based_forwarding"),
+    (0x00008000, "container_page"),
+    (0x00002000, "temporary_match"),
+    (0x00000800, "symmetric_return"),
+    (0x00000400, "decrypted_traffic"),
+    (0x00000100, "payload_outer_tunnel"),
+)
+_CATEGORY = {
+    "TRAFFIC": ("network",),
+    "DECRYPTION": ("network",),
+    "THREAT": ("network", "intrusion_detection"),
+    "SYSTEM": ("host",),
+    "CONFIG": ("configuration",),
+    "AUTH": ("authentication",),
+    "AUTHENTICATION": ("authentication",),
+    "GLOBALPROTECT": ("network", "authentication"),
+    "USERID": ("iam",),
+    "HIPMATCH": ("host",),
+    "SESSION": ("network",),
+}
+_TRAFFIC_TYPE = {"start": "start", "end": "end", "drop": "denied", "deny": "denied"}
+_TRAFFIC_ACTION = {
+    "start": "flow_started",
+    "end": "flow_terminated",
+    "drop": "flow_dropped",
+    "deny": "flow_denied",
+}
+# Session end reasons that mean the firewall ended the session on purpose or failed it.
+_FAILED_END = frozenset(
+    {
+        "threat",
+        "policy-deny",
+        "decrypt-cert-validation",
+        "decrypt-unsupport-param",
+        "decrypt-error",
+        "resources-unavailable",
+    }
+)
+_NO_REASON = frozenset({"n/a", "unknown", ""})
+_NO_ERROR_INDEX = frozenset({"None", "none", ""})
+_UNSET_IPS = frozenset({"0.0.0.0", "::"})
+_HASH_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
+# Keys whose ECS fields are written by code below rather than by their layout target.
+_SPECIAL = frozenset(
+    {
+        "time_generated",
+        "flags",
+        "actionflags",
+        "tls_version",
+        "cert_serial",
+        "fingerprint",
+        "notbefore",
+        "notafter",
+        "cert_ver",
+        "cert_size",
+        "srcuser",
+        "dstuser",
+        "natsrc",
+        "natdst",
+        "natsport",
+        "natdport",
+        "sni",
+        "proto",
+        "device_name",
+        "type",
+    }
+)
+
+# A target is (parent path, leaf key, is a time), e.g. (("source", "nat"), "ip", False).
+Target = tuple[tuple[str, ...], str, bool]
+Fill = Callable[[Mapping[str, Any]], dict]
+
+
+def _target(target: str, kind: str) -> Target:
+    parts = tuple(target.split("."))
+    if not all(parts):
+        raise ConfigError(f"bad ECS target {target!r} in a layout file")
+    return parts[:-1], parts[-1], kind in ("time", "isotime")
+
+
+def _build_targets() -> dict[str, dict[str, Target]]:
+    per_type: dict[str, dict[str, Target]] = {}
+    common = {
+        c.name: _target(c.target, c.type)
+        for c in common_layout().columns
+        if c.target and c.name != SKIP and c.name not in _SPECIAL
+    }
+    for log_type, layout in layouts().items():
+        t = dict(common)
+        for c in layout.columns:
+            if c.target and c.name != SKIP and c.name not in _SPECIAL:
+                t[c.name] = _target(c.target, c.type)
+        per_type[log_type] = t
+    session = dict(per_type.get("TRAFFIC", common))
+    for name, (target, kind) in session_labels_targets().items():
+        if name not in _SPECIAL:
+            session[name] = _target(target, kind)
+    per_type["SESSION"] = session
+    per_type[""] = common
+    return per_type
+
+
+# Equal instants in different zones are equal datetimes: the zone is part of the key.
+_ISO_CACHE: dict[tuple[datetime, object], str] = {}
+
+
+def _iso(value: datetime) -> str:
+    key = (value, value.tzinfo)
+    text = _ISO_CACHE.get(key)
+    if text is None:
+        text = value.isoformat(timespec="milliseconds")
+        if len(_ISO_CACHE) >= 8192:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[key] = text
+    return text
+
+
+def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
+    """Compile, once per log type, straight-line code that copies a record's values to their
+    targets: one local dict per parent object, attached to the document only when non-empty.
+    (A loop over the record with a path walk per value costs twice as much per event.)"""
+    parents = {parts[:i] for parts, _, _ in targets.values() for i in range(1, len(parts) + 1)}
+    leaves = {(*parts, leaf) for parts, leaf, _ in targets.values()}
+    if clash := parents & leaves:
+        raise ConfigError(f"{log_type}: {'.'.join(min(clash))} is both a value and an object")
+    order = sorted(parents, key=lambda p: (len(p), p))
+    var = {p: f"p{i}" for i, p in enumerate(order)}
+    var[()] = "doc"
+    src = ["def fill(rec):", "    get = rec.get", "    doc = {}"]
+    src += [f"    {var[p]} = {{}}" for p in order]
+    for key, (parts, leaf, is_time) in targets.items():
+        value = "_iso(v) if v.__class__ is _datetime else v" if is_time else "v"
+        src += [
+            f"    v = get({key!r})",
+            "    if v is not None:",
+            f"        {var[parts]}[{leaf!r}] = {value}",
+        ]
+    for p in sorted(order, key=len, reverse=True):
+        src += [f"    if {var[p]}:", f"        {var[p[:-1]]}[{p[-1]!r}] = {var[p]}"]
+    src.append("    return doc")
+    namespace: dict[str, Any] = {"_iso": _iso, "_datetime": datetime}
+    exec(compile("\n".join(src), f"<ecs fill {log_type or 'common'}>", "exec"), namespace)
+    return namespace["fill"]
+
+
+_FILLS: dict[str, Fill] = {t: _compile_fill(t, targets) for t, targets in _build_targets().items()}
+_LABELS_CACHE: dict[int, dict[str, bool]] = {}
+_IANA: dict[str, str] = {}
+
+
+def _labels(flags: int) -> dict[str, bool]:
+    labels = _LABELS_CACHE.get(flags)
+    if labels is None:
+        labels = {name: True for bit, name in _FLAG_BITS if flags & bit}
+        if len(_LABELS_CACHE) < 4096:
+            _LABELS_CACHE[flags] = labels
+    return dict(labels)
+
+
+def _user(value: str) -> dict[str, str]:
+    domain, sep, name = value.rpartition("\\")
+    if sep and name:
+        return {"name": name, "domain": domain}
+    return {"name": value}
+
+
+def _timestamp(record: Mapping[str, Any]) -> datetime | None:
+    for key in ("high_res_timestamp", "time_generated", "receive_time", "start"):
+        value = record.get(key)
+        if value.__class__ is datetime:
+            return value
+    syslog_time = record.get("_syslog_time")
+    if syslog_time and "T" in syslog_time:
+        try:
+            parsed = datetime.fromisoformat(syslog_time)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    received = record.get("_received_at")
+    return received if isinstance(received, datetime) else None
+
+
+def _outcome(log_type: str, record: Mapping[str, Any]) -> str | None:
+    if log_type == "DECRYPTION":
+        if record.get("error") or record.get("err_index", "None") not in _NO_ERROR_INDEX:
+            return "failure"
+        if record.get("tls_version") or record.get("hs_stage_c2f"):
+            return "success"
+        return "unknown"
+    if log_type == "TRAFFIC":
+        action = record.get("action")
+        if (action and action != "allow") or record.get("session_end_reason") in _FAILED_END:
+            return "failure"
+        return "success" if action else "unknown"
+    if log_type == "SESSION":
+        stage = str(record.get("tracker_stage_firewall", "")).lower()
+        if record.get("session_end_reason") in _FAILED_END or "fail" in stage:
+            return "failure"
+        return "unknown"
+    return None
+
+
+def to_ecs(
+    record: Mapping[str, Any],
+    diagnosis: Any = None,
+    *,
+    correlation: Mapping[str, Any] | None = None,
+    original: str | None = None,
+) -> dict:
+    """The ECS document of one record (nested as Elasticsearch stores ``_source``)."""
+    log_type = record.get("type") or ""
+    doc = (_FILLS.get(log_type) or _FILLS[""])(record)
+    ts = _timestamp(record)
+    doc["@timestamp"] = _iso(ts or datetime.now(UTC))
+    doc["ecs"] = {"version": ECS_VERSION}
+    event = doc.get("event")
+    if event is None:
+        event = doc["event"] = {}
+    observer = doc.get("observer")
+    if observer is None:
+        observer = doc["observer"] = {}
+    observer.update(_OBSERVER)
+    source = doc.get("source")
+    destination = doc.get("destination")
+    event["kind"] = "alert" if log_type == "THREAT" else "event"
+    event["category"] = list(_CATEGORY.get(log_type, ("network",)))
+    event["module"] = "panw"
+    event["dataset"] = "panw.panos"
+    panw_root = doc.get("panw")
+    if panw_root is None:
+        panw_root = doc["panw"] = {}
+    panw = panw_root.get("panos")
+    if panw is None:
+        panw = panw_root["panos"] = {}
+    panw["type"] = log_type
+    tg = record.get("time_generated")
+    if tg.__class__ is datetime:
+        event["timezone"] = _offset(tg)
+
+    # --- who and where ------------------------------------------------------------------
+    host = record.get("device_name") or record.get("_host")
+    if host:
+        observer["hostname"] = host
+    src, dst = record.get("src"), record.get("dst")
+    natsrc, natdst = record.get("natsrc"), record.get("natdst")
+    if natsrc and natsrc not in _UNSET_IPS:
+        source = doc.setdefault("source", {}) if source is None else source
+        nat = source.setdefault("nat", {})
+        nat["ip"] = natsrc
+        if record.get("natsport"):
+            nat["port"] = record["natsport"]
+    if natdst and natdst not in _UNSET_IPS:
+        destination = doc.setdefault("destination", {}) if destination is None else destination
+        nat = destination.setdefault("nat", {})
+        nat["ip"] = natdst
+        if record.get("natdport"):
+            nat["port"] = record["natdport"]
+    user = record.get("srcuser")
+    if user:
+        if source is None:
+            source = doc["source"] = {}
+        source["user"] = _user(user)
+    user = record.get("dstuser")
+    if user:
+        if destination is None:
+            destination = doc["destination"] = {}
+        destination["user"] = _user(user)
+
+    # --- network --------------------------------------------------------------------------
+    proto = record.get("proto")
+    if proto or src:
+        network = doc.setdefault("network", {})
+        if proto:
+            network["transport"] = proto.lower()
+            iana = _IANA.get(proto)
+            if iana is None:
+                number = proto_number(proto)
+                iana = str(number) if number is not None else ""
+                if len(_IANA) < 256:
+                    _IANA[proto] = iana
+            if iana:
+                network["iana_number"] = iana
+        if src:
+            network["type"] = "ipv6" if ":" in src else "ipv4"
+        if src and dst and proto:
+            cid = community_id(src, dst, proto, record.get("sport"), record.get("dport"))
+            if cid is not None:
+                network["community_id"] = cid
+            if (natsrc and natsrc not in _UNSET_IPS) or (natdst and natdst not in _UNSET_IPS):
+                nsrc = natsrc if natsrc and natsrc not in _UNSET_IPS else src
+                ndst = natdst if natdst and natdst not in _UNSET_IPS else dst
+                ncid = community_id(
+                    nsrc,
+                    ndst,
+                    proto,
+                    record.get("natsport") or record.get("sport"),
+                    record.get("natdport") or record.get("dport"),
+                )
+                if ncid is not None:
+                    panw.setdefault("network", {})["nat"] = {"community_id": ncid}
+
+    flags = record.get("flags")
+    if flags is not None:
+        labels = _labels(flags)
+        if labels:
+            doc["labels"] = labels
+    actionflags = record.get("actionflags")
+    if actionflags is not None:
+        panw["action_flags"] = hex(actionflags)
+
+    # --- outcome --------------------------------------------------------------------------
+    outcome = _outcome(log_type, record)
+    types: list[str] = []
+    subtype = record.get("subtype")
+    action = record.get("action")
+    if log_type == "TRAFFIC":
+        types.append("connection")
+        if subtype in _TRAFFIC_TYPE:
+            types.append(_TRAFFIC_TYPE[subtype])
+            event["action"] = _TRAFFIC_ACTION[subtype]
+    elif log_type == "DECRYPTION":
+        types += ("connection", "protocol")
+        if outcome == "failure":
+            types.append("error")
+    elif log_type == "SESSION":
+        types += ("connection", "info")
+    elif log_type == "CONFIG":
+        types.append("change")
+    else:
+        types.append("info")
+    if action:
+        verdict = "allowed" if action == "allow" else "denied"
+        if verdict not in types:
+            types.append(verdict)
+    event["type"] = types
+    if outcome is not None:
+        event["outcome"] = outcome
+    reason = record.get("error") if log_type == "DECRYPTION" else record.get("session_end_reason")
+    if reason and reason not in _NO_REASON:
+        event["reason"] = reason
+    elapsed = record.get("elapsed")
+    if isinstance(elapsed, int) and log_type == "TRAFFIC":
+        event["duration"] = elapsed * 1_000_000_000
+    if log_type == "THREAT" and subtype == "url" and record.get("misc"):
+        doc["url"] = {"original": record["misc"]}
+
+    # --- TLS ------------------------------------------------------------------------------
+    if log_type == "DECRYPTION":
+        _tls(doc, record, outcome)
+
+    # --- related --------------------------------------------------------------------------
+    related: dict[str, list[str]] = {}
+    ips = []
+    for ip in (src, dst, natsrc, natdst):
+        if ip and ip not in _UNSET_IPS and ip not in ips:
+            ips.append(ip)
+    if ips:
+        related["ip"] = ips
+    sni = record.get("sni")
+    if host or sni:
+        related["hosts"] = [h for h in (host, sni) if h] if host != sni else [host]
+    fingerprint = record.get("fingerprint")
+    if fingerprint:
+        related["hash"] = [fingerprint.lower()]
+    users = []
+    for side in (source, destination):
+        user = side.get("user") if side else None
+        if user and user["name"] not in users:
+            users.append(user["name"])
+    if users:
+        related["user"] = users
+    if related:
+        doc["related"] = related
+
+    # --- the diagnosis --------------------------------------------------------------------
+    if diagnosis is not None:
+        ds = diagnosis.as_dict()
+        ds["failure"] = True
+    else:
+        ds = {"failure": False}
+    if correlation:
+        ds["correlation"] = dict(correlation)
+    doc["decryptscope"] = ds
+
+    text = original if original is not None else record.get("_message") or record.get("_original")
+    if text:
+        event["original"] = text
+    return doc
+
+
+def _offset(value: datetime) -> str:
+    text = _iso(value)
+    return "Z" if text.endswith("+00:00") else text[-6:]
+
+
+def _tls(doc: dict, record: Mapping[str, Any], outcome: str | None) -> None:
+    tls = doc.setdefault("tls", {})
+    version = record.get("tls_version")
+    if version:
+        head = version.rstrip("0123456789.")
+        if head and head != version:
+            tls["version_protocol"] = head.lower()
+            tls["version"] = version[len(head) :]
+        else:
+            panw = doc["panw"]["panos"]
+            panw.setdefault("tls", {})["version"] = version
+    if outcome in ("failure", "success"):
+        tls["established"] = outcome == "success"
+    sni = record.get("sni")
+    if sni:
+        tls.setdefault("client", {})["server_name"] = sni
+        doc.setdefault("destination", {})["domain"] = sni
+    server = tls.get("server") or {}
+    x509 = server.get("x509") or {}
+    serial = record.get("cert_serial")
+    if serial:
+        x509["serial_number"] = serial.upper()
+    for key, field in (("notbefore", "not_before"), ("notafter", "not_after")):
+        value = record.get(key)
+        if value.__class__ is datetime:
+            x509[field] = _iso(value)
+    size = record.get("cert_size")
+    if size:
+        x509["public_key_size"] = size
+    cert_ver = record.get("cert_ver")
+    if cert_ver and x509:
+        x509["version_number"] = cert_ver.lstrip("Vv")
+    fingerprint = record.get("fingerprint")
+    if fingerprint:
+        algo = _HASH_BY_LENGTH.get(len(fingerprint))
+        if algo:
+            server["hash"] = {algo: fingerprint.lower()}
+    if x509:
+        server["x509"] = x509
+    if server:
+        tls["server"] = server
+    if not tls:
+        del doc["tls"]
+
+
+def document_id(record: Mapping[str, Any]) -> str:
+    """Elasticsearch ``_id``: serial, log type and sequence number (stable across replays);
+    records without a sequence number use a digest of their text."""
+    serial = record.get("serial") or record.get("_host") or "-"
+    log_type = record.get("type") or "-"
+    seqno = record.get("seqno")
+    if seqno is not None:
+        return f"{serial}:{log_type}:{seqno}"
+    text = record.get("_original") or ""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+    return f"{serial}:{log_type}:h{digest}"

@@ -1,0 +1,75 @@
+"""``decryptscope ingest``: syslog listeners -> Kafka ``panos.raw``, with ``/metrics``.
+
+Runs until SIGTERM or SIGINT, then stops accepting, publishes what the connections still held
+and waits for Kafka to acknowledge everything buffered before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from pipeline.metrics import METRICS, Metrics, serve_metrics
+from pipeline.settings import Settings
+from pipeline.syslog.listeners import SyslogServer
+from pipeline.syslog.publisher import Publisher
+
+SHUTDOWN_FLUSH_S = 60.0
+
+
+async def serve(
+    settings: Settings,
+    *,
+    metrics: Metrics = METRICS,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> SyslogServer:
+    """Run the listeners until ``stop`` is set (or a signal arrives); returns the server."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # not possible off the main thread (tests): the caller sets ``stop`` then
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    publisher = Publisher(settings)
+    await asyncio.to_thread(publisher.start_producer)
+    publisher.start()
+    server = SyslogServer(settings, publisher, metrics)
+    await server.start()
+    gauge = metrics.ingest_buffer_bytes
+    if ready is not None:
+        ready.set()
+    print(
+        "decryptscope ingest: listening "
+        + ", ".join(f"{k}://{h}:{p}" for k, (h, p) in server.addresses.items())
+        + f" -> {settings.kafka_bootstrap} {publisher.topic}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while not stop.is_set():
+            gauge.set(publisher.buffered)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        await server.stop()
+        drained = await publisher.close(SHUTDOWN_FLUSH_S)
+        gauge.set(publisher.buffered)
+        if not drained:
+            print(
+                f"decryptscope ingest: {publisher.buffered} bytes not acknowledged by Kafka "
+                "at shutdown",
+                file=sys.stderr,
+            )
+    return server
+
+
+def main(settings: Settings) -> int:
+    server, _thread = serve_metrics(settings.ingest_metrics_port, "127.0.0.1")
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        server.shutdown()
+    return 0

@@ -1,0 +1,514 @@
+"""Every Prometheus metric of the pipeline, defined once.
+
+Names carry the ``decryptscope_`` prefix, base units (seconds, bytes) and ``_total`` on
+counters. Every label takes its values from a closed set: the ``*_label`` helpers below map an
+open value (anything read from a log line or an error) onto that set, returning ``"other"`` for
+what the set does not know. An IP address, SNI, certificate name or rule name is never a label.
+
+``build_metrics(registry)`` defines the whole set on one ``CollectorRegistry``; ``METRICS`` is the
+process-wide instance on prometheus_client's default registry, which is what ``/metrics`` of the
+ingest and of the worker serve. Tests build their own on a fresh registry. Faust's own sensors
+can share the registry (``attach_faust_sensors``) so that the worker serves one exposition.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+from pipeline import errors
+from pipeline.resources import SCHEMAS
+
+PREFIX = "decryptscope_"
+OTHER = "other"
+
+# TRAFFIC flags bit set when the firewall decrypted the session (PAN-OS "Flags" column).
+SSL_DECRYPTED_FLAG = 0x01000000
+
+# Faust's sensors name their metrics after this prefix rather than the app name, so that the
+# ``decryptscope_`` namespace holds only the metrics defined here.
+FAUST_METRICS_PREFIX = "faust"
+
+# --- closed label sets ---------------------------------------------------------------------
+
+# PAN-OS log types (upper case, as the parser's `type`), plus SESSION for `show session id`.
+LOG_TYPES = frozenset(
+    {
+        "TRAFFIC",
+        "THREAT",
+        "DECRYPTION",
+        "SYSTEM",
+        "CONFIG",
+        "HIPMATCH",
+        "GLOBALPROTECT",
+        "USERID",
+        "AUTH",
+        "TUNNEL",
+        "SCTP",
+        "IPTAG",
+        "CORRELATION",
+        "GTP",
+        "SESSION",
+    }
+)
+
+# TRAFFIC "Session End Reason" values documented for PAN-OS (Traffic Log Fields) and the
+# Cortex Data Lake additions.
+END_REASONS = frozenset(
+    {
+        "threat",
+        "policy-deny",
+        "decrypt-cert-validation",
+        "decrypt-unsupport-param",
+        "decrypt-error",
+        "tcp-rst-from-client",
+        "tcp-rst-from-server",
+        "resources-unavailable",
+        "tcp-fin",
+        "tcp-reuse",
+        "decoder",
+        "aged-out",
+        "unknown",
+        "n/a",
+        "request-timeout",
+        "shutdown-from-endpoint",
+        "abort-from-endpoint",
+        "split-tunnel",
+    }
+)
+
+# Decryption modes of a Diagnosis.
+MODES = frozenset({"forward-proxy", "inbound-inspection", "globalprotect", "no-decrypt", "unknown"})
+
+TRANSPORTS = frozenset({"udp", "tcp", "tls"})
+
+# Why the ingest dropped a syslog message.
+DROP_REASONS = frozenset(
+    {"oversized", "framing", "buffer_full", "connection_limit", "idle_timeout", "tls", "publish"}
+)
+
+# Pipeline stages that can dead-letter (the `stage` of the error tree, plus the worker's steps).
+STAGES = frozenset(
+    {
+        "pipeline",
+        "config",
+        "stack",
+        "ingest",
+        "framing",
+        "parse",
+        "diagnose",
+        "correlate",
+        "ecs",
+        "publish",
+        "index",
+        "alert",
+    }
+)
+
+# Per-document outcomes of an Elasticsearch bulk request.
+ES_RESULTS = frozenset({"created", "updated", "noop", "deleted", "error", "retried"})
+
+# Elasticsearch error types worth telling apart on a dashboard; the rest count as "other".
+ES_ERROR_TYPES = frozenset(
+    {
+        "mapper_parsing_exception",
+        "document_parsing_exception",
+        "strict_dynamic_mapping_exception",
+        "illegal_argument_exception",
+        "version_conflict_engine_exception",
+        "es_rejected_execution_exception",
+        "circuit_breaking_exception",
+        "cluster_block_exception",
+        "index_not_found_exception",
+        "action_request_validation_exception",
+        "invalid_index_name_exception",
+        "unavailable_shards_exception",
+        "timeout",
+        "connection",
+        "transport",
+        "serialization",
+    }
+)
+
+# Kinds of in-stream alert (pipeline.alerting).
+ALERT_KINDS = frozenset({"spike", "new_cause", "new_server"})
+
+# Partitions above this index share the label "other" (a topic with more is unusual).
+MAX_PARTITION_LABELS = 256
+
+# Buckets: parsing one line takes microseconds; a bulk request milliseconds to seconds.
+PARSE_BUCKETS = (
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+)
+BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+# --- cause catalogue -----------------------------------------------------------------------
+
+
+def _catalogue_entries(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(cause id, category) pairs from the parsed catalogue, whichever TOML shape it uses:
+    an array of tables (``[[cause]]`` / ``[[causes]]`` with ``id``) or a table of tables
+    (``[causes.<id>]`` or ``[<id>]``)."""
+    out: list[tuple[str, str]] = []
+    for key in ("cause", "causes"):
+        block = data.get(key)
+        if isinstance(block, list):
+            out.extend(
+                (str(item["id"]), str(item.get("category", OTHER)))
+                for item in block
+                if isinstance(item, Mapping) and "id" in item
+            )
+        elif isinstance(block, Mapping):
+            out.extend(
+                (str(item.get("id", name)), str(item.get("category", OTHER)))
+                for name, item in block.items()
+                if isinstance(item, Mapping)
+            )
+    if not out:
+        out.extend(
+            (str(item.get("id", name)), str(item.get("category", OTHER)))
+            for name, item in data.items()
+            if isinstance(item, Mapping) and ("category" in item or "remediation" in item)
+        )
+    return out
+
+
+@cache
+def catalogue_causes() -> tuple[tuple[str, str], ...]:
+    """(cause id, category) of every cause in ``schemas/causes.toml`` (empty if it is absent)."""
+    path = SCHEMAS / "causes.toml"
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return ()
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise errors.ConfigError(f"cause catalogue {path}: {exc}") from exc
+    return tuple(dict.fromkeys(_catalogue_entries(data)))
+
+
+@cache
+def known_causes() -> frozenset[str]:
+    return frozenset(cause for cause, _ in catalogue_causes())
+
+
+@cache
+def known_categories() -> frozenset[str]:
+    return frozenset(category for _, category in catalogue_causes())
+
+
+@cache
+def known_error_types() -> frozenset[str]:
+    """Every ``error_type`` of the error tree, plus the closed set of parse error types."""
+    found = set(errors.PARSE_ERROR_TYPES)
+    pending = [errors.DecryptscopeError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.error_type)
+        pending.extend(cls.__subclasses__())
+    return frozenset(found)
+
+
+# --- label helpers: open value -> closed label set ------------------------------------------
+
+
+def _closed(value: object, allowed: Collection[str]) -> str:
+    return value if isinstance(value, str) and value in allowed else OTHER
+
+
+def log_type_label(value: object) -> str:
+    """A PAN-OS log type (upper case) or "other"."""
+    if isinstance(value, str) and value not in LOG_TYPES:
+        value = value.upper()
+    return _closed(value, LOG_TYPES)
+
+
+def end_reason_label(value: object) -> str:
+    """A documented TRAFFIC session end reason or "other"."""
+    return _closed(value, END_REASONS)
+
+
+def cause_label(value: object) -> str:
+    """A cause id of the catalogue or "other"."""
+    return _closed(value, known_causes())
+
+
+def category_label(value: object) -> str:
+    """A category of the catalogue or "other"."""
+    return _closed(value, known_categories())
+
+
+def mode_label(value: object) -> str:
+    """A decryption mode or "other"."""
+    return _closed(value, MODES)
+
+
+def transport_label(value: object) -> str:
+    return _closed(value, TRANSPORTS)
+
+
+def drop_reason_label(value: object) -> str:
+    return _closed(value, DROP_REASONS)
+
+
+def stage_label(value: object) -> str:
+    return _closed(value, STAGES)
+
+
+def error_type_label(value: object) -> str:
+    """An ``error_type`` of the project's error tree or "other"."""
+    return _closed(value, known_error_types())
+
+
+def es_result_label(value: object) -> str:
+    return _closed(value, ES_RESULTS)
+
+
+def es_error_type_label(value: object) -> str:
+    """An Elasticsearch error ``type`` worth its own series, or "other"."""
+    return _closed(value, ES_ERROR_TYPES)
+
+
+def alert_kind_label(value: object) -> str:
+    return _closed(value, ALERT_KINDS)
+
+
+def topic_label(value: object, known: Collection[str]) -> str:
+    """A topic name from the configured ones (``known``) or "other"."""
+    return _closed(value, known)
+
+
+def partition_label(value: object) -> str:
+    """A partition number below ``MAX_PARTITION_LABELS`` as text, else "other"."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_PARTITION_LABELS:
+        return str(value)
+    return OTHER
+
+
+# --- the metric set --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    events: Counter
+    events_published: Counter
+    decryption_failures: Counter
+    traffic_end_reasons: Counter
+    decrypted_sessions: Counter
+    dead_letters: Counter
+    parse_duration: Histogram
+    es_bulk_duration: Histogram
+    es_documents: Counter
+    es_bulk_errors: Counter
+    syslog_messages: Counter
+    syslog_dropped: Counter
+    syslog_connections: Gauge
+    correlation_entries: Gauge
+    alerts: Counter
+    consumer_lag: Gauge
+    ingest_buffer_bytes: Gauge
+
+
+def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = True) -> Metrics:
+    """Define every metric on ``registry`` (a fresh one when None).
+
+    ``prime`` creates the series of the closed label sets at zero, so that Prometheus sees a
+    counter's first increment as an increase rather than as the series appearing."""
+    reg = CollectorRegistry(auto_describe=True) if registry is None else registry
+
+    def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(PREFIX + name, doc, labels, registry=reg)
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(PREFIX + name, doc, labels, registry=reg)
+
+    metrics = Metrics(
+        registry=reg,
+        events=counter("events", "Log records parsed, by PAN-OS log type.", ("log_type",)),
+        events_published=counter("events_published", "ECS events published to Kafka."),
+        decryption_failures=counter(
+            "decryption_failures",
+            "Decryption failures diagnosed, by cause, category and decryption mode.",
+            ("cause", "category", "mode"),
+        ),
+        traffic_end_reasons=counter(
+            "traffic_end_reasons", "TRAFFIC records by session end reason.", ("end_reason",)
+        ),
+        decrypted_sessions=counter(
+            "decrypted_sessions", "TRAFFIC records of sessions the firewall decrypted."
+        ),
+        dead_letters=counter(
+            "dead_letters", "Messages sent to the dead-letter topic.", ("stage", "error_type")
+        ),
+        parse_duration=Histogram(
+            PREFIX + "parse_duration_seconds",
+            "Time to parse one log line.",
+            registry=reg,
+            buckets=PARSE_BUCKETS,
+        ),
+        es_bulk_duration=Histogram(
+            PREFIX + "es_bulk_duration_seconds",
+            "Duration of one Elasticsearch bulk request.",
+            registry=reg,
+            buckets=BULK_BUCKETS,
+        ),
+        es_documents=counter(
+            "es_documents", "Documents sent to Elasticsearch, by bulk item result.", ("result",)
+        ),
+        es_bulk_errors=counter(
+            "es_bulk_errors", "Elasticsearch bulk errors, by error type.", ("error_type",)
+        ),
+        syslog_messages=counter(
+            "syslog_messages", "Syslog messages received, by transport.", ("transport",)
+        ),
+        syslog_dropped=counter(
+            "syslog_dropped",
+            "Syslog messages dropped by the ingest, by transport and reason.",
+            ("transport", "reason"),
+        ),
+        syslog_connections=gauge(
+            "syslog_connections", "Open syslog connections, by transport.", ("transport",)
+        ),
+        correlation_entries=gauge(
+            "correlation_entries", "Sessions held in this worker's correlation table."
+        ),
+        alerts=counter(
+            "alerts",
+            "In-stream decryption failure alerts emitted, by kind and cause.",
+            ("kind", "cause"),
+        ),
+        consumer_lag=gauge(
+            "consumer_lag_messages",
+            "Messages between the committed offset and the end of a partition.",
+            ("topic", "partition"),
+        ),
+        ingest_buffer_bytes=gauge(
+            "ingest_buffer_bytes", "Bytes waiting in the ingest's Kafka producer buffer."
+        ),
+    )
+    if prime:
+        _prime(metrics)
+    return metrics
+
+
+def _prime(m: Metrics) -> None:
+    for log_type in LOG_TYPES:
+        m.events.labels(log_type)
+    for reason in END_REASONS:
+        m.traffic_end_reasons.labels(reason)
+    for transport in TRANSPORTS:
+        m.syslog_messages.labels(transport)
+    for transport in ("tcp", "tls"):
+        m.syslog_connections.labels(transport)
+    for transport in TRANSPORTS:
+        for reason in DROP_REASONS:
+            m.syslog_dropped.labels(transport, reason)
+    for result in ("created", "updated", "error"):
+        m.es_documents.labels(result)
+    for stage, error_type in (("parse", "parse"), ("publish", "sink"), ("index", "sink")):
+        m.dead_letters.labels(stage, error_type)
+    # Failures per cause from the first scrape on, so that the first burst of a cause is a rate
+    # and its spike has a (zero) baseline.
+    for cause, category in catalogue_causes():
+        m.decryption_failures.labels(cause, category, "unknown")
+
+
+METRICS = build_metrics(REGISTRY)
+
+
+# --- update paths ----------------------------------------------------------------------------
+
+
+def observe_event(
+    m: Metrics,
+    log_type: object,
+    *,
+    end_reason: object = None,
+    flags: object = None,
+    cause: object = None,
+    category: object = None,
+    mode: object = None,
+) -> None:
+    """Count one event: its log type, the TRAFFIC end reason and decrypted flag, and its
+    decryption failure cause when it has one. Every value goes through its label helper."""
+    label = log_type_label(log_type)
+    m.events.labels(label).inc()
+    if label == "TRAFFIC":
+        if end_reason is not None:
+            m.traffic_end_reasons.labels(end_reason_label(end_reason)).inc()
+        if isinstance(flags, int) and flags & SSL_DECRYPTED_FLAG:
+            m.decrypted_sessions.inc()
+    if cause is not None:
+        m.decryption_failures.labels(
+            cause_label(cause), category_label(category), mode_label(mode)
+        ).inc()
+
+
+def observe_record(m: Metrics, record: Mapping[str, Any], diagnosis: Any = None) -> None:
+    """``observe_event`` for a parsed record (``pipeline.panos.parse_line``) and its Diagnosis
+    (or None when it is not a decryption failure)."""
+    observe_event(
+        m,
+        record.get("type"),
+        end_reason=record.get("session_end_reason"),
+        flags=record.get("flags"),
+        cause=None if diagnosis is None else diagnosis.cause,
+        category=None if diagnosis is None else diagnosis.category,
+        mode=None if diagnosis is None else diagnosis.mode,
+    )
+
+
+def observe_dead_letter(m: Metrics, stage: object, error_type: object) -> None:
+    m.dead_letters.labels(stage_label(stage), error_type_label(error_type)).inc()
+
+
+def observe_alert(m: Metrics, kind: object, cause: object) -> None:
+    m.alerts.labels(alert_kind_label(kind), cause_label(cause)).inc()
+
+
+def set_consumer_lag(
+    m: Metrics, topic: object, partition: object, lag: float, known_topics: Collection[str]
+) -> None:
+    m.consumer_lag.labels(topic_label(topic, known_topics), partition_label(partition)).set(lag)
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def serve_metrics(
+    port: int, bind: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
+) -> tuple[Any, Any]:
+    """Serve ``registry`` on ``http://bind:port/metrics`` from a daemon thread; returns the
+    (server, thread) pair so the caller can ``server.shutdown()``."""
+    return start_http_server(port, addr=bind, registry=registry)
+
+
+def attach_faust_sensors(app: Any, metrics: Metrics = METRICS, pattern: str = "/metrics") -> None:
+    """Serve ``metrics.registry`` (ours plus Faust's own sensors) on the Faust web server.
+
+    Faust raises on a second call with the same registry: call once per app."""
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    setup_prometheus_sensors(
+        app, pattern=pattern, registry=metrics.registry, name_prefix=FAUST_METRICS_PREFIX
+    )

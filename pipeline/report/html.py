@@ -1,0 +1,255 @@
+"""The ``analyze`` report as ONE self-contained HTML page: inline CSS, a few lines of inline JS
+and an inline SVG chart; nothing is fetched from the network. The page layout is the data file
+``template.html`` beside this module."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+
+TEMPLATE = Path(__file__).with_name("template.html")
+# Colour-blind-friendly palette (Okabe-Ito, then Tableau); causes get colours in report order.
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+    "#4E79A7",
+    "#F28E2B",
+    "#59A14F",
+    "#E15759",
+    "#76B7B2",
+    "#EDC948",
+    "#B07AA1",
+    "#FF9DA7",
+    "#9C755F",
+    "#BAB0AC",
+    "#1B9E77",
+    "#7570B3",
+    "#E7298A",
+    "#66A61E",
+    "#A6761D",
+    "#666666",
+    "#8DD3C7",
+    "#BEBADA",
+    "#FB8072",
+    "#80B1D3",
+    "#FDB462",
+    "#B3DE69",
+)
+CHART_W, CHART_H = 1100, 300
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 12, 12, 42
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _colours(report: dict[str, Any]) -> dict[str, str]:
+    return {c["cause"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(report["causes"])}
+
+
+def _label(iso: str, bucket_s: int) -> str:
+    when = datetime.fromisoformat(iso)
+    if bucket_s >= 86400:
+        return when.strftime("%Y-%m-%d")
+    return when.strftime("%m-%d %H:%M")
+
+
+def _nice_max(value: int) -> int:
+    """Top of the y axis: four equal integer steps of 1, 2 or 5 times a power of ten."""
+    magnitude = 1
+    while True:
+        for step in (1, 2, 5):
+            if 4 * step * magnitude >= value:
+                return 4 * step * magnitude
+        magnitude *= 10
+
+
+def render_chart(report: dict[str, Any]) -> str:
+    timeline = report["timeline"]
+    buckets: list[str] = timeline["buckets"]
+    series: dict[str, list[int]] = timeline["series"]
+    if not buckets or not series:
+        return '<p class="empty">No failures to chart.</p>'
+    colours = _colours(report)
+    n = len(buckets)
+    totals = [sum(s[i] for s in series.values()) for i in range(n)]
+    top = _nice_max(max(totals))
+    plot_w = CHART_W - PAD_L - PAD_R
+    plot_h = CHART_H - PAD_T - PAD_B
+    slot = plot_w / n
+    bar = max(slot * 0.8, 1.0)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {CHART_W} {CHART_H}" '
+        f'width="100%" role="img" aria-label="Failures over time by cause">'
+    ]
+    for k in range(5):
+        value = top * k / 4
+        y = PAD_T + plot_h - plot_h * k / 4
+        parts.append(
+            f'<line x1="{PAD_L}" x2="{CHART_W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="#dde2ea" stroke-width="1"/>'
+            f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{int(value)}</text>'
+        )
+    label_every = max(1, round(n / 10))
+    for i, iso in enumerate(buckets):
+        when = _e(_label(iso, timeline["bucket_s"]))
+        x = PAD_L + i * slot + (slot - bar) / 2
+        base = PAD_T + plot_h
+        for cause in (c["cause"] for c in report["causes"]):
+            count = series.get(cause, [0] * n)[i]
+            if not count:
+                continue
+            h = plot_h * count / top
+            base -= h
+            parts.append(
+                f'<rect data-cause="{_e(cause)}" x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colours[cause]}"><title>{when}'
+                f" · {_e(cause)}: {count}</title></rect>"
+            )
+        if i % label_every == 0:
+            cx = PAD_L + i * slot + slot / 2
+            parts.append(
+                f'<text x="{cx:.1f}" y="{CHART_H - PAD_B + 16}" text-anchor="middle">{when}</text>'
+            )
+    parts.append(
+        f'<text x="{PAD_L}" y="{CHART_H - 6}">bucket {timeline["bucket_s"]} s · '
+        f"bars stack failures (sessions) per cause</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(report: dict[str, Any]) -> str:
+    colours = _colours(report)
+    return "".join(
+        f'<button type="button" data-cause="{_e(c["cause"])}"><span class="swatch" '
+        f'style="background:{colours[c["cause"]]}"></span>{_e(c["cause"])}</button>'
+        for c in report["causes"]
+    )
+
+
+def _kpis(report: dict[str, Any]) -> str:
+    span = report["span"]
+    items = [
+        (report["failures"]["sessions"], "failed sessions"),
+        (report["failures"]["events"], "failure log events"),
+        (report["records"], "records analysed"),
+        (report["correlation"]["sessions_correlated"], "sessions correlated"),
+        (len(report["causes"]), "distinct causes"),
+        (sum(report["parse_errors"].values()), "lines not parsed"),
+    ]
+    out = [f'<div class="kpi"><b>{_e(v)}</b><span>{_e(label)}</span></div>' for v, label in items]
+    out.append(
+        f'<div class="kpi" style="grid-column:span 2"><b style="font-size:14px">'
+        f"{_e(span['start'] or '-')}<br>{_e(span['end'] or '-')}</b><span>time span</span></div>"
+    )
+    return "".join(out)
+
+
+def _cause_table(report: dict[str, Any]) -> str:
+    if not report["causes"]:
+        return '<p class="empty">No decryption failures found.</p>'
+    colours = _colours(report)
+    widest = max(c["share"] for c in report["causes"]) or 1.0
+    rows = [
+        "<table><tr><th>cause</th><th>category</th><th>sessions</th><th>share</th>"
+        '<th style="width:30%"></th></tr>'
+    ]
+    for c in report["causes"]:
+        rows.append(
+            f'<tr><td><span class="swatch" style="background:{colours[c["cause"]]}"></span>'
+            f'<a href="#cause-{_e(c["cause"])}">{_e(c["cause"])}</a><br>'
+            f'<span class="meta">{_e(c["title"])}</span></td><td>{_e(c["category"])}</td>'
+            f'<td class="num">{c["count"]}</td><td class="num">{c["share"] * 100:.1f}%</td>'
+            f'<td><div class="bar" style="width:{c["share"] / widest * 100:.1f}%;'
+            f'background:{colours[c["cause"]]}"></div></td></tr>'
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _mode_table(report: dict[str, Any]) -> str:
+    if not report["modes"]:
+        return '<p class="empty">No decryption failures found.</p>'
+    widest = max(m["share"] for m in report["modes"]) or 1.0
+    rows = [
+        "<table><tr><th>mode</th><th>sessions</th><th>share</th><th style='width:40%'></th></tr>"
+    ]
+    for m in report["modes"]:
+        rows.append(
+            f'<tr><td>{_e(m["mode"])}</td><td class="num">{m["count"]}</td>'
+            f'<td class="num">{m["share"] * 100:.1f}%</td>'
+            f'<td><div class="bar" style="width:{m["share"] / widest * 100:.1f}%"></div></td></tr>'
+        )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _list(title: str, items: list[dict[str, Any]]) -> str:
+    if not items:
+        return ""
+    lis = "".join(
+        f"<li>{_e(i['value'])} <span class='meta'>({i['count']})</span></li>" for i in items
+    )
+    return f"<div><h4>{_e(title)}</h4><ol>{lis}</ol></div>"
+
+
+def _details(report: dict[str, Any]) -> str:
+    if not report["causes"]:
+        return '<p class="empty">Nothing to fix.</p>'
+    colours = _colours(report)
+    out = []
+    for c in report["causes"]:
+        modes = ", ".join(f"{m} {n}" for m, n in c["modes"].items())
+        fix = "".join(f"<p>{_e(p)}</p>" for p in c["remediation"].splitlines() if p.strip())
+        refs = " · ".join(f'<a href="{_e(r)}">{_e(r)}</a>' for r in c["references"])
+        tops = "".join(
+            _list(title, c[key])
+            for title, key in (
+                ("servers (SNI / CN)", "top_servers"),
+                ("security rules", "top_rules"),
+                ("decryption rules", "top_decryption_rules"),
+                ("sources", "top_sources"),
+                ("firewalls", "top_firewalls"),
+            )
+        )
+        out.append(
+            f'<div class="cause" id="cause-{_e(c["cause"])}"><h3><span class="swatch" '
+            f'style="background:{colours[c["cause"]]}"></span>{_e(c["title"])}</h3>'
+            f'<div class="meta">{_e(c["cause"])} · {_e(c["category"])} · {c["count"]} sessions '
+            f"({c['share'] * 100:.1f}%) · modes: {_e(modes)}</div>"
+            f'<div class="tops">{tops}</div><div class="fix"><b>What to do</b>{fix}</div>'
+            f'<div class="refs meta">References: {refs}</div></div>'
+        )
+    return "".join(out)
+
+
+def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> str:
+    subtitle = (
+        f"{report['failures']['sessions']} failed sessions in {report['records']} records"
+        + (f" from {', '.join(sources)}" if sources else "")
+    )
+    values = {
+        "subtitle": _e(subtitle),
+        "kpis": _kpis(report),
+        "chart": render_chart(report),
+        "legend": _legend(report),
+        "cause_table": _cause_table(report),
+        "mode_table": _mode_table(report),
+        "details": _details(report),
+        "version": _e(__version__),
+    }
+    page = TEMPLATE.read_text(encoding="utf-8")
+    for key, value in values.items():
+        page = page.replace("{{" + key + "}}", value)
+    return page

@@ -1,0 +1,113 @@
+"""The Faust application of the worker: topics, the correlation table, the agents, /metrics.
+
+``create_app(settings)`` builds everything from one Settings object; ``run_worker`` runs it
+without Faust's own command-line parsing. The web server (and ``/metrics``, the project's
+metrics and Faust's sensors in one registry) binds ``web_bind:web_port``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from pipeline.metrics import METRICS, Metrics, attach_faust_sensors
+from pipeline.settings import Settings
+from pipeline.sinks.elasticsearch import BulkWriter, make_client
+from pipeline.stream import index, process
+from pipeline.stream.processing import Processor
+from pipeline.stream.topics import Topics, declare
+
+CORRELATION_TABLE = "correlation"
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    import faust
+
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context if protocol == "SASL_SSL" else None,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics: Metrics = METRICS,
+    with_metrics_endpoint: bool = True,
+    es_client: Any = None,
+) -> Any:
+    import faust
+
+    worker_dir = settings.worker_dir
+    worker_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_broker_credentials(settings),
+        store="memory://",
+        datadir=str(worker_dir),
+        web_bind=settings.web_bind,
+        web_port=settings.web_port,
+        web_host=settings.web_bind,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_compression_type="gzip" if settings.kafka_compression == "gzip" else None,
+        producer_max_batch_size=256 * 1024,
+        broker_commit_every=max(1000, settings.bulk_size),
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.bulk_size * 2),
+        table_cleanup_interval=settings.correlation_window_s,
+        web_enabled=True,
+    )
+    topics: Topics = declare(app, settings)
+    table = app.Table(
+        CORRELATION_TABLE,
+        default=None,
+        partitions=settings.topic_partitions,
+        key_type=str,
+        help="Correlation entries of pipeline.correlate, keyed serial:sessionid",
+    )
+    processor = Processor(settings, metrics=metrics)
+    writer = BulkWriter(es_client or make_client(settings), settings, metrics=metrics)
+    app.decryptscope = {"topics": topics, "table": table, "processor": processor, "writer": writer}
+    process.register(app, settings, topics, table, processor, metrics=metrics)
+    index.register(app, settings, topics, writer, metrics)
+    if importlib.util.find_spec("pipeline.stream.spikes") is not None:
+        from pipeline.stream import spikes
+
+        spikes.register(app, settings, topics.events_json, topics.alerts_json, metrics=metrics)
+    if with_metrics_endpoint:
+        attach_faust_sensors(app, metrics)
+
+    @app.on_before_shutdown.connect
+    async def _close_es(app: Any, **_kwargs: Any) -> None:
+        # after the consumer stopped: no bulk request is started any more
+        await writer.client.close()
+
+    return app
+
+
+def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> int:
+    """Run a worker until SIGTERM/SIGINT (Faust's Worker handles both and shuts down)."""
+    import faust
+
+    app = create_app(settings)
+    logging.getLogger("faust").setLevel(loglevel.upper())
+    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,63 @@
+"""The ``process`` agent: ``panos.raw`` -> parse, diagnose, correlate, ECS -> ``panos.events``.
+
+A message that cannot be processed becomes a dead letter on ``panos.dlq`` with its reason;
+the stream carries on. Correlation entries live in a changelogged Faust table keyed
+``serial:sessionid`` (the raw topic is keyed by serial, so a session's lines share a partition).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pipeline.metrics import METRICS, Metrics, observe_dead_letter
+from pipeline.settings import Settings
+from pipeline.sinks import deadletter
+from pipeline.stream.index import DOC_ID_HEADER
+from pipeline.stream.processing import Processor, expire
+from pipeline.stream.topics import Topics
+
+
+def register(
+    app: Any,
+    settings: Settings,
+    topics: Topics,
+    table: Any,
+    processor: Processor,
+    *,
+    metrics: Metrics = METRICS,
+) -> Any:
+    sweep_every = max(1.0, settings.correlation_window_s / 4)
+    next_sweep: dict[int, float] = {}
+
+    @app.agent(topics.raw, name="process")
+    async def process(stream: Any) -> Any:
+        async for event in stream.events():
+            message = event.message
+            now = time.time()
+            try:
+                outgoing = processor.handle(event.value, table, now, message.partition)
+            except Exception as exc:
+                letter = deadletter.from_error(
+                    event.value,
+                    exc,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                await topics.dlq.send(key=event.key, value=deadletter.encode(letter))
+                observe_dead_letter(metrics, letter["stage"], letter["error_type"])
+                yield 0
+                continue
+            for out in outgoing:
+                await topics.events.send(
+                    key=out.key, value=out.value, headers={DOC_ID_HEADER: out.doc_id}
+                )
+            metrics.events_published.inc(len(outgoing))
+            if now >= next_sweep.get(message.partition, 0.0):
+                next_sweep[message.partition] = now + sweep_every
+                expire(table, now, settings.correlation_window_s, message.partition)
+                metrics.correlation_entries.set(len(table))
+            yield len(outgoing)
+
+    return process

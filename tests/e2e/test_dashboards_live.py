@@ -1,0 +1,133 @@
+"""Every panel query of the Grafana dashboards returns data from the live stack after a replay:
+PromQL from the stack's Prometheus, Elasticsearch panels translated into the search and
+aggregations Grafana would send. Grafana itself cannot run here; this is the data half."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+from test_alert_e2e import (  # the same real pipeline as the alert test
+    PROMETHEUS,
+    failure_lines,
+    http_json,
+    pipeline_env,  # noqa: F401  (fixture)
+    replay,
+    running_pipeline,  # noqa: F401  (fixture)
+    wait_for,
+)
+
+from pipeline.resources import GRAFANA, ROOT
+from pipeline.settings import load_settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+OTHER_SAMPLES = [
+    ROOT / "tests" / "golden" / "decryption-11.1-tls13-success.log",
+    ROOT / "tests" / "golden" / "decryption-ipv6.log",
+]
+
+
+def targets(datasource: str) -> list[tuple[str, dict]]:
+    out = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                if target["datasource"]["type"] == datasource:
+                    out.append((f"{path.stem}: {panel['title']}", target))
+    return out
+
+
+def prom_has_data(expr: str) -> bool:
+    query = urllib.parse.urlencode({"query": expr})
+    body = http_json(f"{PROMETHEUS}/api/v1/query?{query}")
+    return any(value["value"][1] not in {"NaN", "+Inf", "-Inf"} for value in body["data"]["result"])
+
+
+def es_search(target: dict[str, Any], cause: str = "*") -> dict[str, Any]:
+    """The search Grafana's Elasticsearch datasource sends for ``target`` (last 24 hours)."""
+    query = target["query"].replace("$cause", cause)
+    body: dict[str, Any] = {
+        "query": {
+            "bool": {
+                "filter": [
+                    {"query_string": {"query": query, "analyze_wildcard": True}},
+                    {"range": {target["timeField"]: {"gte": "now-24h", "lte": "now"}}},
+                ]
+            }
+        }
+    }
+    metric = target["metrics"][0]
+    if metric["type"] == "raw_data":
+        body["size"] = int(metric.get("settings", {}).get("size", 500))
+        return body
+    body["size"] = 0
+    aggs: dict[str, Any] = {}
+    inner = aggs
+    for bucket in target["bucketAggs"]:
+        if bucket["type"] == "terms":
+            settings = bucket.get("settings", {})
+            agg = {"terms": {"field": bucket["field"], "size": int(settings.get("size", 10))}}
+        elif bucket["type"] == "date_histogram":
+            agg = {"date_histogram": {"field": bucket["field"], "fixed_interval": "1m"}}
+        else:
+            raise AssertionError(f"no translation for bucket aggregation {bucket['type']}")
+        inner[bucket["id"]] = agg
+        inner = agg.setdefault("aggs", {})
+    body["aggs"] = aggs
+    return body
+
+
+def es_has_data(client: Elasticsearch, index: str, target: dict[str, Any]) -> bool:
+    body = es_search(target)
+    result = client.search(index=index, body=body)
+    if result["hits"]["total"]["value"] == 0:
+        return False
+    if body["size"]:
+        return bool(result["hits"]["hits"])
+    first = target["bucketAggs"][0]["id"]
+    return bool(result["aggregations"][first]["buckets"])
+
+
+def test_every_panel_query_returns_data(running_pipeline: dict[str, str], tmp_path: Path):  # noqa: F811
+    env = running_pipeline
+    other = "".join(
+        line + "\n"
+        for path in OTHER_SAMPLES
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    replay(env, other + "not a PAN-OS line\n", 50, tmp_path / "other.log")
+    replay(env, failure_lines(40, 0), 2, tmp_path / "baseline.log")
+    replay(env, failure_lines(1500, 5000), 25, tmp_path / "spike.log")
+
+    prom = targets("prometheus")
+    assert len(prom) >= 15
+    pending = {f"{name} [{t['refId']}]": t["expr"] for name, t in prom}
+
+    def resolve() -> bool:
+        for key, expr in list(pending.items()):
+            if prom_has_data(expr):
+                del pending[key]
+        return not pending
+
+    try:
+        wait_for("every Prometheus panel to have data", resolve, 180, 5)
+    except AssertionError:
+        pytest.fail(f"Prometheus panels without data: {json.dumps(pending, indent=1)}")
+
+    settings = load_settings(env={})
+    client = Elasticsearch(settings.es_url)
+    index = env["DECRYPTSCOPE_INDEX_PREFIX"]
+    es_targets = targets("elasticsearch")
+    assert len(es_targets) >= 5
+    try:
+        for name, target in es_targets:
+            wait_for(name, lambda t=target: es_has_data(client, index, t), 90, 3)
+    finally:
+        client.close()

@@ -1,0 +1,247 @@
+"""classify(): hand-written records with the parser contract's keys -> causes and modes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from pipeline.diagnosis import Diagnosis, classifier_for, classify
+
+T0 = datetime(2026, 11, 20, 10, 15, 2, tzinfo=UTC)
+
+
+def dec(**fields):
+    base = {
+        "type": "DECRYPTION",
+        "serial": "012801096514",
+        "sessionid": 4242,
+        "time_generated": T0,
+        "proxy_type": "Forward",
+        "err_index": "Certificate",
+        "root_status": "trusted",
+        "chain_status": "Trusted",
+        "notafter": datetime(2027, 1, 10, tzinfo=UTC),
+        "sni": "www.example.com",
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def traffic(reason, **fields):
+    base = {
+        "type": "TRAFFIC",
+        "subtype": "end",
+        "serial": "012801096514",
+        "sessionid": 4242,
+        "time_generated": T0,
+        "app": "ssl",
+        "flags": 0x1400019,
+        "session_end_reason": reason,
+    }
+    base.update(fields)
+    return base
+
+
+CASES = [
+    (dec(error="Received fatal alert CertificateExpired from client"), "server-cert-expired"),
+    (dec(notafter=datetime(2026, 10, 1, tzinfo=UTC)), "server-cert-expired"),
+    (dec(notafter=datetime(2026, 10, 1, tzinfo=UTC).timestamp()), "server-cert-expired"),
+    (dec(root_status="untrusted", chain_status="Untrusted"), "server-cert-untrusted-issuer"),
+    (dec(root_status="untrusted", chain_status="Incomplete"), "server-cert-chain-incomplete"),
+    (dec(error="OCSP responder timed out"), "server-cert-revocation-check-failed"),
+    (dec(error="Received fatal alert CertificateRevoked from client"), "server-cert-revoked"),
+    (dec(), "server-cert-invalid"),
+    (traffic("decrypt-cert-validation"), "server-cert-invalid"),
+    (
+        dec(error="Received fatal alert CertificateRequired from server"),
+        "client-cert-auth-required",
+    ),
+    (dec(error="Received fatal alert UnknownCA from client"), "client-rejected-firewall-cert"),
+    (
+        dec(
+            proxy_type="GlobalProtect", error="Received fatal alert CertificateUnknown from client"
+        ),
+        "globalprotect-client-untrusted-cert",
+    ),
+    (
+        dec(sni="gateway.icloud.com", error="Received fatal alert CertificateUnknown from client"),
+        "certificate-pinning",
+    ),
+    (
+        dec(proxy_type="Inbound", error="Received fatal alert BadCertificate from client"),
+        "inbound-client-rejected-cert",
+    ),
+    (dec(err_index="Cipher"), "unsupported-cipher"),
+    (dec(err_index="Unknown", error="unsupported curve x448"), "unsupported-ec-curve"),
+    (dec(err_index="Version"), "unsupported-tls-version"),
+    (dec(err_index="Feature"), "unsupported-feature"),
+    (traffic("decrypt-unsupport-param"), "unsupported-parameter"),
+    (
+        dec(err_index="Unknown", error="Received fatal alert HandshakeFailure from server"),
+        "unsupported-parameter",
+    ),
+    (
+        dec(
+            err_index="Protocol",
+            error="General TLS protocol error. Received fatal alert DecodeError from server",
+        ),
+        "tls-protocol-error",
+    ),
+    (dec(err_index="Protocol"), "tls-protocol-error"),
+    (dec(err_index="Resource"), "decryption-resources-unavailable"),
+    (traffic("resources-unavailable"), "decryption-resources-unavailable"),
+    (dec(err_index="HSM"), "hsm-unavailable"),
+    (
+        {
+            "type": "SESSION",
+            "sessionid": 318075,
+            "tracker_stage_firewall": "proxy decrypt failure",
+            "tracker_stage_l7proc": "ctd proc changed",
+            "session_end_reason": "policy-deny",
+        },
+        "inbound-proxy-handshake-failure",
+    ),
+    (dec(proxy_type="Inbound", err_index="Unknown"), "inbound-proxy-handshake-failure"),
+    (traffic("decrypt-error"), "decrypt-error"),
+    (dec(err_index="Unknown", error="something new"), "unknown"),
+    (dec(err_index="Unknown"), "unknown"),
+]
+
+
+@pytest.mark.parametrize(("record", "cause"), CASES, ids=[c for _, c in CASES])
+def test_cause(record, cause):
+    diagnosis = classify(record)
+    assert diagnosis is not None
+    assert diagnosis.cause == cause
+    assert diagnosis.category == classifier_for(None).catalogue.causes[cause].category
+
+
+NOT_FAILURES = [
+    dec(
+        proxy_type="No Decrypt",
+        err_index="None",
+        root_status="uninspected",
+        chain_status="Uninspected",
+        error="",
+    ),
+    dec(err_index="None", error=""),
+    dec(err_index=None, error=None),
+    traffic("tcp-fin"),
+    traffic("aged-out"),
+    traffic("tcp-rst-from-client"),
+    traffic("decoder"),
+    traffic("policy-deny", subtype="drop", action="deny", app="not-applicable", flags=0),
+    traffic("resources-unavailable", flags=0x400000),  # not a decrypted session
+    {
+        "type": "SESSION",
+        "sessionid": 7,
+        "tracker_stage_firewall": "appid policy lookup deny",
+        "session_end_reason": "policy-deny",
+    },
+    {
+        "type": "SESSION",
+        "sessionid": 8,
+        "tracker_stage_firewall": "Aged out",
+        "session_end_reason": "aged-out",
+    },
+    {"type": "SYSTEM", "subtype": "general", "opaque": "HSM client connected"},
+    {"type": "THREAT", "subtype": "url", "app": "ssl"},
+    {},
+]
+
+
+@pytest.mark.parametrize("record", NOT_FAILURES)
+def test_not_a_failure(record):
+    assert classify(record) is None
+
+
+def test_policy_deny_takes_the_decryption_cause_of_the_session():
+    deny = traffic("policy-deny", app="smtp")
+    inbound = dec(proxy_type="Inbound", err_index="Cipher")
+    diagnosis = classify(deny, [inbound])
+    assert diagnosis.cause == "unsupported-cipher"
+    assert diagnosis.mode == "inbound-inspection"
+    assert {"field": "err_index", "value": "Cipher", "source": "DECRYPTION"} in diagnosis.evidence
+
+
+def test_generic_end_reason_takes_the_specific_cause():
+    diagnosis = classify(
+        traffic("decrypt-error"), [dec(error="Received fatal alert UnknownCA from client")]
+    )
+    assert diagnosis.cause == "client-rejected-firewall-cert"
+    assert diagnosis.evidence[0]["source"] == "DECRYPTION"
+
+
+def test_error_text_beats_error_index_and_end_reason():
+    record = dec(
+        err_index="Certificate", error="Received fatal alert CertificateExpired from client"
+    )
+    assert classify(record, [traffic("decrypt-error")]).cause == "server-cert-expired"
+
+
+def test_source_restriction_ignores_other_log_types():
+    # err_index rules are DECRYPTION-only: a TRAFFIC record carrying the key does not count.
+    assert classify(traffic("tcp-fin", err_index="Cipher")) is None
+
+
+@pytest.mark.parametrize(
+    ("record", "mode"),
+    [
+        (dec(proxy_type="Forward"), "forward-proxy"),
+        (dec(proxy_type="GlobalProtect"), "globalprotect"),
+        (dec(proxy_type="Inbound Inspection"), "inbound-inspection"),
+        (dec(proxy_type="No Decrypt", err_index="Cipher"), "no-decrypt"),
+        (dec(proxy_type=None), "unknown"),
+        (traffic("decrypt-error"), "unknown"),
+        (
+            {"type": "SESSION", "tracker_stage_firewall": "proxy decrypt failure"},
+            "inbound-inspection",
+        ),
+    ],
+)
+def test_mode(record, mode):
+    assert classify(record).mode == mode
+
+
+def test_diagnosis_as_dict_is_the_contract_and_json_serialisable():
+    diagnosis = classify(dec(notafter=datetime(2026, 10, 1, tzinfo=UTC)))
+    data = diagnosis.as_dict()
+    assert list(data) == [
+        "cause",
+        "category",
+        "mode",
+        "confidence",
+        "evidence",
+        "remediation",
+        "references",
+    ]
+    assert isinstance(data["evidence"], list)
+    assert isinstance(data["references"], list)
+    assert 0.0 <= data["confidence"] <= 1.0
+    assert data["remediation"]
+    assert {
+        "field": "notafter",
+        "value": "2026-10-01T00:00:00+00:00",
+        "source": "DECRYPTION",
+    } in data["evidence"]
+    assert orjson.loads(orjson.dumps(data)) == data
+    assert Diagnosis.from_dict(data) == diagnosis
+
+
+def test_remediation_names_where_to_look_in_panos():
+    catalogue = classifier_for(None).catalogue
+    for cause in catalogue.causes.values():
+        assert cause.references and all(r.startswith("https://") for r in cause.references)
+    assert "SSL Decryption Exclusion" in catalogue.causes["certificate-pinning"].remediation
+    assert "Decryption Profile" in catalogue.causes["unsupported-tls-version"].remediation
+
+
+def test_gates_only_skip_rules_that_cannot_hold():
+    catalogue = classifier_for(None).catalogue
+    records = [r for r, _ in CASES] + NOT_FAILURES
+    for record in records:
+        brute = next((r for r in catalogue.rules if r.match(record, ()) is not None), None)
+        diagnosis = classify(record)
+        assert (diagnosis.cause if diagnosis else None) == (brute.target if brute else None)

@@ -1,0 +1,62 @@
+"""Index templates as data (pipeline.sinks.es_setup), without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pipeline.sinks import es_setup
+from pipeline.sinks.elasticsearch import bulk_body, index_for
+
+
+def test_index_template_is_strict_with_alias_and_prefix() -> None:
+    t = es_setup.desired_templates("run1-events")
+    body = t.index_template
+    assert body["index_patterns"] == ["run1-events-*"]
+    assert body["template"]["aliases"] == {"run1-events": {}}
+    assert body["template"]["mappings"]["dynamic"] == "strict"
+    assert set(body["composed_of"]) == set(t.components)
+    assert all(name.startswith("run1-events-") for name in t.components)
+    tls = t.components["run1-events-tls"]["template"]["mappings"]["properties"]["tls"]
+    assert "server" in tls["properties"]
+
+
+def test_panw_component_is_dynamic_under_panw_panos_only() -> None:
+    comp = es_setup.panw_component()
+    panos = comp["template"]["mappings"]["properties"]["panw"]["properties"]["panos"]
+    assert panos["dynamic"] is True
+    assert "dynamic" not in comp["template"]["mappings"]
+
+
+def test_fallback_retypes_missing_field_types() -> None:
+    body = {
+        "template": {
+            "mappings": {
+                "properties": {
+                    "a": {"type": "match_only_text"},
+                    "b": {"properties": {"c": {"type": "scaled_float", "scaling_factor": 10}}},
+                }
+            }
+        }
+    }
+    fallbacks = es_setup.desired_templates("x").fallbacks
+    out = es_setup.apply_fallback(body, "scaled_float", fallbacks["scaled_float"])
+    assert out["template"]["mappings"]["properties"]["b"]["properties"]["c"] == {"type": "float"}
+    assert body["template"]["mappings"]["properties"]["b"]["properties"]["c"]["scaling_factor"]
+
+
+def test_daily_index_from_timestamp_in_utc() -> None:
+    doc = {"@timestamp": "2026-01-01T00:30:00+02:00"}
+    assert index_for(doc, "p") == "p-2025.12.31"
+    body = bulk_body([("id1", doc)], "p").split(b"\n")
+    assert body[0] == b'{"index":{"_index":"p-2025.12.31","_id":"id1"}}'
+
+
+def test_expired_indices_by_whole_days() -> None:
+    names = {
+        "p-2026.01.01": datetime(2026, 1, 1, tzinfo=UTC),
+        "p-2026.01.08": datetime(2026, 1, 8, tzinfo=UTC),
+        "p-2026.01.10": datetime(2026, 1, 10, tzinfo=UTC),
+    }
+    now = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    assert es_setup.expired_indices(names, 2, now) == ["p-2026.01.01"]
+    assert es_setup.expired_indices(names, 0, now) == ["p-2026.01.01", "p-2026.01.08"]
