@@ -467,7 +467,7 @@ def _tls(doc: dict, record: Mapping[str, Any], outcome: str | None) -> None:
     fingerprint = record.get("fingerprint")
     if fingerprint:
         algo = _HASH_BY_LENGTH.get(len(fingerprint))
-        if algo:
+        if algo and _is_hex(fingerprint):
             server["hash"] = {algo: fingerprint.lower()}
     if x509:
         server["x509"] = x509
@@ -475,6 +475,11 @@ def _tls(doc: dict, record: Mapping[str, Any], outcome: str | None) -> None:
         tls["server"] = server
     if not tls:
         del doc["tls"]
+
+
+def _is_hex(text: str) -> bool:
+    # Stripping hex digits from both ends leaves something iff a non-hex character is inside.
+    return not text.lower().strip("0123456789abcdef")
 
 
 def document_id(record: Mapping[str, Any]) -> str:

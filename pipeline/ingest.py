@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 
+from pipeline import kafka_config
 from pipeline.metrics import METRICS, Metrics, serve_metrics
 from pipeline.settings import Settings
 from pipeline.syslog.listeners import SyslogServer
@@ -33,6 +34,7 @@ async def serve(
         # not possible off the main thread (tests): the caller sets ``stop`` then
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    await asyncio.to_thread(kafka_config.preflight, settings, "ingest")
     publisher = Publisher(settings)
     await asyncio.to_thread(publisher.start_producer)
     publisher.start()

@@ -492,6 +492,21 @@ def set_consumer_lag(
     m.consumer_lag.labels(topic_label(topic, known_topics), partition_label(partition)).set(lag)
 
 
+def update_consumer_lag(m: Metrics, consumer: Any, known_topics: Collection[str]) -> None:
+    """Set the lag of every assigned partition of ``known_topics`` from a Faust consumer
+    (``app.consumer``): its end offset minus the offset committed for this consumer group.
+    Call it from a Faust timer; internal (changelog, repartition) topics are left out."""
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in consumer.assignment():
+        if tp.topic not in known_topics:
+            continue
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        done = committed.get(tp) or 0
+        set_consumer_lag(m, tp.topic, tp.partition, max(0, end - done), known_topics)
+
+
 # --- serving ---------------------------------------------------------------------------------
 
 

@@ -134,6 +134,11 @@ def stack(
         if not all(row["healthy"] for row in rows):
             table = stack_mod.format_table(rows)
             pytest.fail(f"the local stack is not healthy:\n{table}", pytrace=False)
+    # Rules and routes in deploy/ may have changed since the stack started.
+    try:
+        stack_mod.refresh(settings, say=lambda _m: None)
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
     info = StackInfo(settings, tuple(down))
     yield info
     _cleanup(settings, run_prefix)

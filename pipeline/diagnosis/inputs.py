@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from pipeline.errors import NotRecognisedError, ParseError
@@ -18,11 +19,24 @@ _SESSION_MARK = re.compile(
 )
 
 
-def _session_outputs(text: str) -> list[str]:
-    starts = [m.start() for m in _PROMPT.finditer(text)]
-    if len(starts) <= 1:
-        return [text]
-    return [text[a:b] for a, b in zip([0, *starts[1:]], [*starts[1:], len(text)], strict=True)]
+def _session_outputs(segments: list[str]) -> list[str]:
+    """Each output: comment lines separate outputs, and so does every CLI prompt."""
+    outputs = []
+    for text in segments:
+        starts = [m.start() for m in _PROMPT.finditer(text)]
+        bounds = [0, *starts[1:], len(text)] if starts else [0, len(text)]
+        outputs.extend(text[a:b] for a, b in pairwise(bounds))
+    return [o for o in outputs if o.strip()]
+
+
+def _segments(text: str) -> list[str]:
+    segments: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            segments.append([])
+        else:
+            segments[-1].append(line)
+    return ["\n".join(lines) for lines in segments]
 
 
 def read_records(
@@ -32,7 +46,8 @@ def read_records(
     a ``show session id`` output."""
     from pipeline.panos import parse_line
 
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    segments = _segments(text)
+    body = "\n".join(segments)
     if not body.strip():
         raise NotRecognisedError(
             "empty input: give a PAN-OS log line or a 'show session id' output"
@@ -40,9 +55,7 @@ def read_records(
     records: list[dict[str, Any]] = []
     first_error: ParseError | None = None
     if _SESSION_MARK.search(body) or _PROMPT.search(body):
-        for chunk in _session_outputs(body):
-            if not chunk.strip():
-                continue
+        for chunk in _session_outputs(segments):
             try:
                 records.append(parse_line(chunk.strip("\n"), default_tz=default_tz, tz_for=tz_for))
             except ParseError as exc:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from datetime import tzinfo
 
-from pipeline.errors import ParseError
+from pipeline.errors import ConfigError, ParseError
 from pipeline.panos.keyvalue import build_record
 from pipeline.panos.layouts import key_map
 from pipeline.panos.values import get_tz
@@ -57,11 +57,18 @@ def parse_cef(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
     labels = {k[:-5]: v for k, v in pairs if k.endswith("Label")}
     resolved = [(labels.get(k, k), v) for k, v in pairs if not k.endswith("Label")]
     dtz = next((v for k, v in pairs if k == "dtz"), None)
+    zone = None
     if dtz:
-        zone = get_tz(dtz)
+        try:
+            zone = get_tz(dtz)
+        except ConfigError:
+            zone = None  # a zone name from the message itself: bad data, not bad settings
+    if zone is not None:
         rec = build_record(resolved, key_map("cef"), lambda serial: zone)
     else:
         rec = build_record(resolved, key_map("cef"), tz_of)
+        if dtz:
+            rec.setdefault("_invalid", {})["dtz"] = dtz
     sig, name = header[4], header[5]
     if _LOG_TYPE.fullmatch(sig):
         rec.setdefault("type", sig)

@@ -12,12 +12,15 @@ from pipeline.panos.layouts import SKIP, Layout, common_layout, config_versions,
 from pipeline.panos.values import to_hex, to_ip, to_isotime, to_port, to_time
 
 _LOG_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{1,31}")
-_HEADER_COLUMNS = 7  # FUTURE_USE, receive time, serial, type, subtype, config version, time
 _TIME_KEYS = ("time_generated", "receive_time", "high_res_timestamp")
 
 _LAYOUTS = layouts()
 _COMMON = common_layout()
 _VERSIONS = config_versions()
+# Where the log type and config version sit: from the columns every log type shares.
+_HEADER_COLUMNS = len(_COMMON.names)
+_TYPE_AT = _COMMON.names.index("type")
+_CONFIG_AT = _COMMON.names.index("config_ver")
 # (log type, config version) -> (release, layout length); filled as lines arrive.
 _CHOICE: dict[tuple[str, str], tuple[str, int] | None] = {}
 
@@ -112,16 +115,16 @@ _BUILDERS[_COMMON.log_type] = compile_builder(_COMMON)
 def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
     row = split_csv(body)
     count = len(row)
-    if count < 4 or not _LOG_TYPE.fullmatch(row[3]):
+    if count <= _TYPE_AT or not _LOG_TYPE.fullmatch(row[_TYPE_AT]):
         raise ParseError("not a PAN-OS CSV log (no log type in column 4)", error_type="not_panos")
     if count < _HEADER_COLUMNS:
         raise ParseError(
             f"{count} columns: a PAN-OS CSV log has at least {_HEADER_COLUMNS}",
             error_type="too_few_columns",
         )
-    log_type = row[3].upper()
+    log_type = row[_TYPE_AT].upper()
     layout = _LAYOUTS.get(log_type, _COMMON)
-    release, expected = _choose(layout, row[5], count)
+    release, expected = _choose(layout, row[_CONFIG_AT], count)
     total = len(layout.names)
     extra = None
     if count > total:

@@ -96,7 +96,9 @@ def is_retriable(exc: BaseException) -> bool:
     if isinstance(exc, TransportConnectionError | ConnectionTimeout | OSError | TimeoutError):
         return True
     status = _status_of(exc)
-    return status is None or status in _RETRY_STATUS or status >= 500
+    # 401/403 on the whole request: credentials revoked or expired while running. Waiting for
+    # an operator to fix them is backpressure; dead-lettering every event would lose the stream.
+    return status is None or status in _RETRY_STATUS or status >= 500 or status in (401, 403)
 
 
 class BulkWriter:

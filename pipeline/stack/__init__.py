@@ -94,9 +94,9 @@ def claim_ports(settings: Settings, names: Sequence[str], say: Say) -> None:
             if procs.port_bindable(host, port):
                 continue
             owners = procs.port_owners(port)
-            services = {_debian_service(pid, pname) for pid, pname in owners} - {None}
+            services = sorted({s for pid, pname in owners if (s := _debian_service(pid, pname))})
             if services and os.geteuid() == 0:
-                for service in sorted(s for s in services if s):
+                for service in services:
                     say(f"stopping Debian's {service} service, which holds port {port}")
                     subprocess.run(
                         [f"/etc/init.d/{service}", "stop"], capture_output=True, check=False
@@ -106,9 +106,11 @@ def claim_ports(settings: Settings, names: Sequence[str], say: Say) -> None:
                     time.sleep(0.3)
                 if procs.port_bindable(host, port):
                     continue
-            raise StackError(
-                port_conflict_message(name, setting, host, port, describe_owners(owners))
-            )
+            who = describe_owners(owners)
+            if services:
+                stop = " and ".join(f"`service {service} stop`" for service in services)
+                who += f", Debian's packaged service (as root: {stop})"
+            raise StackError(port_conflict_message(name, setting, host, port, who))
 
 
 # --- up -------------------------------------------------------------------------------------
@@ -170,6 +172,8 @@ def _up(settings: Settings, layout: Layout, names: Sequence[str], say: Say) -> N
         state = _running_state(layout, name)
         if state:
             say(f"{name} already runs (pid {state.pid}, {state.address})")
+            if components.reload(name, settings, layout):
+                say(f"{name} reloaded its configuration from deploy/")
         else:
             to_start.append(name)
     if to_start:
@@ -204,6 +208,19 @@ def _up(settings: Settings, layout: Layout, names: Sequence[str], say: Say) -> N
                 procs.stop_group(state.pid, timeout_s=15)
                 layout.state(name).unlink(missing_ok=True)
             raise
+
+
+def refresh(settings: Settings, say: Say = _say) -> list[str]:
+    """Reload Prometheus and Alertmanager (rules and routes from deploy/) when this stack runs
+    them; returns the names reloaded."""
+    layout = layout_for(settings)
+    done = []
+    with _locked(layout):
+        for name in ("prometheus", "alertmanager"):
+            if _running_state(layout, name) and components.reload(name, settings, layout):
+                say(f"{name} reloaded its configuration from deploy/")
+                done.append(name)
+    return done
 
 
 # --- down -----------------------------------------------------------------------------------

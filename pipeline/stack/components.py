@@ -260,9 +260,7 @@ def prepare_prometheus(settings: Settings, layout: Layout, manifest: Mapping[str
 def prepare_alertmanager(settings: Settings, layout: Layout, manifest: Mapping[str, str]) -> Launch:
     binary = _binary("alertmanager")
     conf = layout.config("alertmanager")
-    conf.mkdir(parents=True, exist_ok=True)
-    config_file = conf / "alertmanager.yml"
-    shutil.copyfile(resources.DEPLOY / "alertmanager" / "alertmanager.yml", config_file)
+    config_file = write_alertmanager_config(conf)
     data = layout.data("alertmanager")
     data.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -281,3 +279,33 @@ PREPARE: dict[str, Callable[[Settings, Layout, Mapping[str, str]], Launch]] = {
     "prometheus": prepare_prometheus,
     "alertmanager": prepare_alertmanager,
 }
+
+
+def write_alertmanager_config(conf: Path) -> Path:
+    conf.mkdir(parents=True, exist_ok=True)
+    config_file = conf / "alertmanager.yml"
+    shutil.copyfile(resources.DEPLOY / "alertmanager" / "alertmanager.yml", config_file)
+    return config_file
+
+
+def reload(name: str, settings: Settings, layout: Layout) -> bool:
+    """Give a running Prometheus or Alertmanager the current files from deploy/ (rules change
+    while the stack runs). False for servers that have nothing to reload."""
+    if name == "prometheus":
+        write_prometheus_config(settings, layout.config(name))
+    elif name == "alertmanager":
+        write_alertmanager_config(layout.config(name))
+    else:
+        return False
+    try:
+        status, body = health.http_post(f"{address(name, settings)}/-/reload")
+    except OSError as exc:
+        raise StackError(f"cannot reload {name}: {exc}") from exc
+    if status != 200:
+        text = body.decode("utf-8", "replace").strip()
+        raise StackError(
+            f"{name} refused the configuration from deploy/ (HTTP {status}): {text}. "
+            f"Fix the file (promtool check config / amtool check-config), then run "
+            "`decryptscope stack up` again; the server keeps its previous configuration."
+        )
+    return True

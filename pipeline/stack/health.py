@@ -32,6 +32,15 @@ def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def http_post(url: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 def _json(url: str, timeout_s: float = 2.0) -> Any:
     status, body = http_get(url, timeout_s)
     if status != 200:

@@ -11,8 +11,10 @@ import importlib.util
 import logging
 from typing import Any
 
+from pipeline import kafka_config
 from pipeline.metrics import METRICS, Metrics, attach_faust_sensors
 from pipeline.settings import Settings
+from pipeline.sinks import es_auth
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
 from pipeline.stream import index, process
 from pipeline.stream.processing import Processor
@@ -22,22 +24,7 @@ CORRELATION_TABLE = "correlation"
 
 
 def _broker_credentials(settings: Settings) -> Any:
-    import faust
-
-    protocol = settings.kafka_security_protocol.upper()
-    if protocol == "PLAINTEXT":
-        return None
-    import ssl
-
-    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password,
-        mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=context if protocol == "SASL_SSL" else None,
-    )
+    return kafka_config.faust_broker_credentials(settings)
 
 
 def create_app(
@@ -106,6 +93,12 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> int:
     """Run a worker until SIGTERM/SIGINT (Faust's Worker handles both and shuts down)."""
     import faust
 
+    kafka_config.preflight(settings, "worker")
+    client = make_client(settings, asynchronous=False)
+    try:
+        es_auth.preflight(client, settings, "worker", reachable=False)
+    finally:
+        client.close()
     app = create_app(settings)
     logging.getLogger("faust").setLevel(loglevel.upper())
     worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)

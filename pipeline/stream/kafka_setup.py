@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from pipeline import kafka_config
 from pipeline.errors import SinkError
 from pipeline.settings import Settings
-from pipeline.syslog.publisher import kafka_security
 
 # Per-topic configuration: the raw topic keeps a week for replays, the DLQ a month for people.
 _TOPIC_CONFIG = {
@@ -32,14 +32,11 @@ def admin_client(settings: Settings) -> Any:
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    kafka_config.preflight(settings, "setup")
     try:
-        return KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id=f"{settings.worker_id}-setup",
-            **kafka_security(settings),
-        )
+        return KafkaAdminClient(**kafka_config.admin_kwargs(settings))
     except KafkaError as exc:
-        raise SinkError(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise kafka_config.kafka_error(exc, settings, "setup") from exc
 
 
 def _partitions(admin: Any, names: list[str]) -> dict[str, int]:

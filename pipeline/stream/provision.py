@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.settings import Settings
-from pipeline.sinks import es_setup
+from pipeline.sinks import es_auth, es_setup
 from pipeline.sinks.elasticsearch import make_client
 from pipeline.stream import kafka_setup
 
@@ -14,6 +14,8 @@ def run(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool
     """Create what is missing (idempotent), or with ``check`` list the drift (exit 1 if any)."""
     client = make_client(settings, asynchronous=False) if es else None
     try:
+        if client is not None:
+            es_auth.preflight(client, settings, "setup")
         if check:
             drift = kafka_setup.check_topics(settings) if kafka else []
             if client is not None:

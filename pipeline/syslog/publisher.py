@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import kafka_config
 from pipeline.settings import Settings
 
 _STOP = object()
@@ -199,28 +200,9 @@ def make_producer(settings: Settings) -> Any:
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "client_id": f"{settings.worker_id}-ingest",
-        "enable_idempotence": True,
-        "acks": "all",
-        "linger_ms": settings.ingest_linger_ms,
-        "batch_size": 256 * 1024,
-        "compression_type": settings.kafka_compression or None,
-        "max_request_size": max(1024 * 1024, settings.max_message_bytes * 4),
-        "max_in_flight_requests_per_connection": 5,
-    }
-    config.update(kafka_security(settings))
-    return config
+    return kafka_config.producer_kwargs(settings)
 
 
 def kafka_security(settings: Settings) -> dict[str, Any]:
     """Security options shared by every kafka-python client of the project."""
-    out: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_ssl_cafile:
-        out["ssl_cafile"] = settings.kafka_ssl_cafile
-    if settings.kafka_security_protocol.startswith("SASL"):
-        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        out["sasl_plain_username"] = settings.kafka_sasl_username
-        out["sasl_plain_password"] = settings.kafka_sasl_password
-    return out
+    return kafka_config.security_kwargs(settings)

@@ -265,3 +265,21 @@ def test_a_server_dying_while_starting_is_reported_and_leaves_nothing(settings, 
     assert procs.port_bindable(second.stack_host, second.kafka_port)
     pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
     assert not [pid for pid in pids if str(tmp_path) in procs.cmdline(pid)]
+
+
+def test_up_again_reloads_prometheus_and_alertmanager(settings, tmp_path):
+    own = private_stack_settings(settings, tmp_path, _free_offset(settings))
+    names = ("prometheus", "alertmanager")
+    with private_stack(own, names):
+        said: list[str] = []
+        rows = stack_mod.up(own, list(names), say=said.append)
+        assert all(row["healthy"] for row in rows)
+        assert "prometheus reloaded its configuration from deploy/" in said
+        assert "alertmanager reloaded its configuration from deploy/" in said
+        config_url = f"{components.address('prometheus', own)}/api/v1/status/config"
+        loaded = _get_json(config_url)["data"]["yaml"]
+        assert f"127.0.0.1:{own.alertmanager_port}" in loaded
+        rules = _get_json(f"{components.address('prometheus', own)}/api/v1/rules")
+        files = {group["file"] for group in rules["data"]["groups"]}
+        expected = {p.name for p in (resources.DEPLOY / "prometheus" / "rules").glob("*.yml")}
+        assert {Path(f).name for f in files} == expected

@@ -153,3 +153,19 @@ def test_analyze_gzip(capsys, logfile, tmp_path):
     gz.write_bytes(gzip.compress(logfile.read_bytes()))
     code, out, _ = run(capsys, "analyze", "--json", str(gz))
     assert code == 0 and json.loads(out)["records"] > 20
+
+
+def test_diagnose_several_session_outputs_separated_by_comments(capsys, tmp_path):
+    kb = KB.read_text(encoding="utf-8")
+    tail = (
+        "        egress interface                     : ethernet1/3\n"
+        "        tracker stage firewall               : Aged out\n"
+        "        end-reason                           : aged-out\n"
+    )
+    path = tmp_path / "outputs.txt"
+    path.write_text(f"{kb}# another output, only its tail\n{tail}", encoding="utf-8")
+    code, out, _ = run(capsys, "diagnose", "--json", str(path))
+    assert code == 0
+    verdicts = json.loads(out)["verdicts"]
+    assert [v["failure"] for v in verdicts] == [True, False]
+    assert verdicts[0]["diagnosis"]["cause"] == "inbound-proxy-handshake-failure"

@@ -126,6 +126,15 @@ def test_sni_is_destination_domain_and_hash_by_length() -> None:
     assert "sni.example.test" in doc["related"]["hosts"]
 
 
+def test_anonymised_fingerprint_is_not_a_hash() -> None:
+    line = ELASTIC_LINE.replace(
+        "a6a13e87221733b712ddbd0978da1ffdd69503dfd1f0a86f73d86bf90b743b85", "X" * 64
+    )
+    doc = to_ecs(parse_line(line))
+    assert "hash" not in doc["tls"]["server"]
+    jsonschema.validate(doc, SCHEMA)
+
+
 def test_timestamp_falls_back_to_time_generated_in_firewall_zone() -> None:
     line = ELASTIC_LINE.replace("2021-11-11T15:42:44.845-08:00", "")
     doc = to_ecs(parse_line(line, tz_for={"007051000184334": "Europe/Paris"}.get))

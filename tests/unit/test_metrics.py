@@ -179,3 +179,25 @@ def test_a_record_and_its_diagnosis_update_the_failure_counter():
         )
         == 1
     )
+
+
+def test_consumer_lag_from_a_faust_consumer():
+    from faust.types import TP
+
+    class Consumer:
+        # The three things update_consumer_lag reads of faust's Consumer.
+        _committed_offset = {TP("panos.raw", 0): 90, TP("panos.raw", 1): None}
+
+        def assignment(self):
+            return {TP("panos.raw", 0), TP("panos.raw", 1), TP("app-table-changelog", 0)}
+
+        def highwater(self, tp):
+            return {0: 100, 1: 7}[tp.partition]
+
+    metrics = m.build_metrics(CollectorRegistry())
+    m.update_consumer_lag(metrics, Consumer(), {"panos.raw"})
+    lag = metrics.registry.get_sample_value
+    name = "decryptscope_consumer_lag_messages"
+    assert lag(name, {"topic": "panos.raw", "partition": "0"}) == 10
+    assert lag(name, {"topic": "panos.raw", "partition": "1"}) == 7
+    assert lag(name, {"topic": "other", "partition": "0"}) is None
