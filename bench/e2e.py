@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import io
 import statistics
 import sys
 import tempfile
@@ -35,8 +37,13 @@ from pipeline.demo import SAMPLE, Services, free_port
 from pipeline.panos import parse_line
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
-from pipeline.stream import provision
+from pipeline.stream import provision as _provision
 from pipeline.stream.processing import Processor
+
+
+def setup(s: Settings, **kwargs) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        _provision.run(s, **kwargs)
 
 
 def make_messages(count: int, offset: int = 0) -> list[bytes]:
@@ -99,7 +106,7 @@ def ceiling(s: Settings, messages: list[bytes]) -> float:
     for m in messages:
         for out in processor.handle(m, table, now):
             docs.append((out.doc_id.decode(), orjson.loads(out.value)))
-    provision.run(s, kafka=False)
+    setup(s, kafka=False)
     client = make_client(s, asynchronous=False)
 
     async def index_all() -> None:
@@ -135,13 +142,16 @@ class RssSampler(threading.Thread):
                 return
 
 
-def pipeline_rate(s: Settings, messages: list[bytes], log_dir: Path) -> tuple[float, int, float]:
-    """(events/s send -> searchable, peak worker RSS kB, latency-phase rate, ...)."""
-    provision.run(s)
+def pipeline_rate(
+    s: Settings, messages: list[bytes], log_dir: Path, roles: tuple[str, ...]
+) -> tuple[float, list[int], int]:
+    """(events/s send -> searchable, peak RSS kB of each worker, documents)."""
+    setup(s)
     client = make_client(s, asynchronous=False)
-    services = Services(s, log_dir).start()
-    sampler = RssSampler(services.pid("worker0"))
-    sampler.start()
+    services = Services(s, log_dir, roles=roles).start()
+    samplers = [RssSampler(services.pid(f"worker{i}")) for i in range(len(roles))]
+    for sampler in samplers:
+        sampler.start()
     try:
         # warm-up: the worker joins its group and indexes a first small batch
         warm = make_messages(200, offset=10_000_000)
@@ -161,18 +171,21 @@ def pipeline_rate(s: Settings, messages: list[bytes], log_dir: Path) -> tuple[fl
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         sender.join()
-        return len(messages) / elapsed, sampler.peak_kb, base + len(messages)
+        return len(messages) / elapsed, [x.peak_kb for x in samplers], base + len(messages)
     finally:
-        sampler.stop.set()
+        for sampler in samplers:
+            sampler.stop.set()
         services.stop()
         client.close()
 
 
-def latency(s: Settings, rate: float, seconds: float, log_dir: Path) -> tuple[float, float, int]:
+def latency(
+    s: Settings, rate: float, seconds: float, log_dir: Path, roles: tuple[str, ...]
+) -> tuple[float, float, int]:
     """(p50, p99 seconds) of send -> searchable at ``rate`` messages/s."""
-    provision.run(s)
+    setup(s)
     client = make_client(s, asynchronous=False)
-    services = Services(s, log_dir).start()
+    services = Services(s, log_dir, roles=roles).start()
     try:
         warm = make_messages(200, offset=20_000_000)
         target = replay.Target("tcp", "127.0.0.1", s.syslog_tcp_port)
@@ -216,26 +229,37 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--roles",
+        default="process,index",
+        help="worker roles, one worker each: 'all' (one worker) or 'process,index' (two)",
+    )
     args = parser.parse_args()
+    roles = tuple(args.roles.split(","))
     base = load_settings()
     tag = f"bench{time.strftime('%H%M%S')}"
     log_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-logs-"))
     messages = make_messages(args.messages)
-    print(f"{len(messages)} messages, {args.partitions} partitions, logs in {log_dir}", flush=True)
+    print(
+        f"{len(messages)} messages, {args.partitions} partitions, workers {roles}, "
+        f"logs in {log_dir}",
+        flush=True,
+    )
 
     top = ceiling(run_settings(base, f"{tag}c", args.partitions), messages)
     print(f"ceiling (one process, bulk straight to ES): {top:,.0f} docs/s", flush=True)
 
     rate, rss_kb, _ = pipeline_rate(
-        run_settings(base, f"{tag}p", args.partitions), messages, log_dir
+        run_settings(base, f"{tag}p", args.partitions), messages, log_dir, roles
     )
     print(f"pipeline (TCP -> ingest -> Kafka -> worker -> ES searchable): {rate:,.0f} events/s")
     print(f"pipeline / ceiling: {rate / top:.2f}")
-    print(f"worker peak RSS: {rss_kb / 1024:.0f} MB", flush=True)
+    rss = ", ".join(f"{r} {kb / 1024:.0f} MB" for r, kb in zip(roles, rss_kb, strict=True))
+    print(f"worker peak RSS: {rss}", flush=True)
 
     half = rate / 2
     p50, p99, n = latency(
-        run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir
+        run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir, roles
     )
     print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
     client = make_client(base, asynchronous=False)

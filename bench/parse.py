@@ -10,7 +10,11 @@ memory, and measures:
 * peak memory (max RSS of a child process) of the decryptscope loop for two corpus sizes,
   to show it is flat.
 
-Run: ``python bench/parse.py [--events 200000] [--profile]``
+Throughput is given by wall clock and per CPU-second of this process (on a shared machine the
+second is the steadier one-core figure), for each run and as the median of the runs, with the
+machine, the command and the load average before and after.
+
+Run: ``python bench/parse.py [--events 200000] [--runs 3] [--profile]``
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import cProfile
 import csv
 import gc
 import itertools
+import os
 import platform
 import pstats
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import orjson
 
@@ -219,31 +226,43 @@ def naive_baseline(line: bytes) -> bytes:
     return orjson.dumps(dict(zip(_NAMES[row[3]], row, strict=False)))
 
 
-def measure(n: int, chunk: int = 5_000) -> tuple[float, float, int]:
-    """Events per second of decryptscope and of the baseline over the same ``n`` events.
+class Rates(NamedTuple):
+    """Events per second of decryptscope and of the baseline over the same events, by wall
+    clock and by the CPU time of this process (the one-core figure that time-sharing with
+    other processes does not dilute)."""
 
-    Both run on the same chunk of lines, one after the other, so that load from other
-    processes on a shared machine hits both alike; corpus generation is not timed."""
-    clock = time.perf_counter
-    ours = base = 0.0
+    events: int
+    ours_wall: float
+    base_wall: float
+    ours_cpu: float
+    base_cpu: float
+
+
+def measure(n: int, chunk: int = 5_000) -> Rates:
+    """Both loops run on the same chunk of lines, one after the other and in alternating
+    order (so neither always runs on caches the other warmed), so that load from other
+    processes on a shared machine hits both alike; corpus generation is not timed. A full
+    collection before each loop keeps one's garbage out of the other's time."""
+    wall, cpu = time.perf_counter, time.process_time
+    spent = {"ours": [0.0, 0.0], "base": [0.0, 0.0]}
+    loops = {"ours": decryptscope_pipeline, "base": naive_baseline}
     count = 0
     lines = corpus(n)
-    while True:
+    for turn in itertools.count():
         batch = list(itertools.islice(lines, chunk))
         if not batch:
             break
-        gc.collect()
-        start = clock()
-        for line in batch:
-            decryptscope_pipeline(line)
-        ours += clock() - start
-        gc.collect()
-        start = clock()
-        for line in batch:
-            naive_baseline(line)
-        base += clock() - start
+        for name in ("ours", "base") if turn % 2 == 0 else ("base", "ours"):
+            fn = loops[name]
+            gc.collect()
+            w0, c0 = wall(), cpu()
+            for line in batch:
+                fn(line)
+            spent[name][0] += wall() - w0
+            spent[name][1] += cpu() - c0
         count += len(batch)
-    return count / ours, count / base, count
+    (ow, oc), (bw, bc) = spent["ours"], spent["base"]
+    return Rates(count, count / ow, count / bw, count / oc, count / bc)
 
 
 def max_rss(n: int) -> float:
@@ -264,17 +283,38 @@ def _rss_child(n: int) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def machine_info() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")),
+                model,
+            )
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3, help="measurements; the median is kept")
     parser.add_argument("--profile", action="store_true", help="cProfile the decryptscope loop")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         _rss_child(args.rss_child)
         return
-    machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, Python {platform.python_version()}, one core")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine_info()}; measured on one core")
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -283,15 +323,40 @@ def main() -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         return
+    print(f"load average (1, 5, 15 min) before: {_load()}")
     measure(2_000)  # warm up: layouts, caches
-    ours, base, n = measure(args.events)
-    print(f"events: {n}")
-    print(f"decryptscope (frame+parse+ECS+JSON): {ours:,.0f} events/s")
-    print(f"naive baseline (csv+dict+JSON):      {base:,.0f} events/s")
-    print(f"ratio: {ours / base:.2f}x")
+    runs = []
+    for i in range(1, args.runs + 1):
+        r = measure(args.events)
+        runs.append(r)
+        print(
+            f"run {i}: {r.events} events; events/s wall: decryptscope {r.ours_wall:,.0f}, "
+            f"baseline {r.base_wall:,.0f}, ratio {r.ours_wall / r.base_wall:.2f}x; "
+            f"events/s per CPU-second: decryptscope {r.ours_cpu:,.0f}, "
+            f"baseline {r.base_cpu:,.0f}, ratio {r.ours_cpu / r.base_cpu:.2f}x"
+        )
+
+    ours_cpu = statistics.median([r.ours_cpu for r in runs])
+    base_cpu = statistics.median([r.base_cpu for r in runs])
+    ours_wall = statistics.median([r.ours_wall for r in runs])
+    base_wall = statistics.median([r.base_wall for r in runs])
+    print(f"median of {len(runs)} runs:")
+    print(
+        f"  decryptscope (frame+parse+ECS+JSON): {ours_wall:,.0f} "
+        f"events/s wall, {ours_cpu:,.0f} events per CPU-second"
+    )
+    print(
+        f"  naive baseline (csv+dict+JSON):      {base_wall:,.0f} "
+        f"events/s wall, {base_cpu:,.0f} events per CPU-second"
+    )
+    print(
+        f"  ratio: {statistics.median([r.ours_wall / r.base_wall for r in runs]):.2f}x wall, "
+        f"{statistics.median([r.ours_cpu / r.base_cpu for r in runs]):.2f}x CPU"
+    )
     small, large = max(args.events // 10, 1_000), args.events
     print(f"max RSS, {small} events: {max_rss(small):.1f} MiB")
     print(f"max RSS, {large} events: {max_rss(large):.1f} MiB")
+    print(f"load average (1, 5, 15 min) after: {_load()}")
 
 
 if __name__ == "__main__":

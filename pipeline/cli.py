@@ -141,10 +141,18 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_parse(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS NDJSON")
-    p.add_argument("files", nargs="*", metavar="FILE", help="log files, plain or gzip ('-' = stdin)")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any message could not be parsed")
-    p.add_argument("--no-diagnosis", action="store_true", help="do not classify decryption failures")
+    p = sub.add_parser(
+        "parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS NDJSON"
+    )
+    p.add_argument(
+        "files", nargs="*", metavar="FILE", help="log files, plain or gzip ('-' = stdin)"
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 if any message could not be parsed"
+    )
+    p.add_argument(
+        "--no-diagnosis", action="store_true", help="do not classify decryption failures"
+    )
     p.set_defaults(handler=cmd_parse)
 
 

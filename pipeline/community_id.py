@@ -22,6 +22,7 @@ _PROTO_NUMBERS = {
     "sctp": 132,
 }
 _PORTED = frozenset({6, 17, 132})
+_ICMP = frozenset({1, 58})
 # ICMP message types that have a reply counterpart: the pair is treated as one bidirectional flow.
 _ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 9, 9: 10}
 _ICMP6_PAIRS = {
@@ -38,8 +39,14 @@ _ICMP6_PAIRS = {
 }
 _sha1 = hashlib.sha1
 _b64 = binascii.b2a_base64
-_SEED = struct.Struct("!H")
-_TAIL = struct.Struct("!BBHH")  # protocol, padding, ports
+_pton = socket.inet_pton
+_AF4, _AF6 = socket.AF_INET, socket.AF_INET6
+# The hashed tuple in one pack per flow: seed, source and destination address, protocol,
+# padding, and (for ported protocols and ICMP) the two ports / type and code.
+_PORTED4 = struct.Struct("!H4s4sBBHH").pack
+_PORTED6 = struct.Struct("!H16s16sBBHH").pack
+_PORTLESS4 = struct.Struct("!H4s4sBB").pack
+_PORTLESS6 = struct.Struct("!H16s16sBB").pack
 
 
 def proto_number(proto: str | int) -> int | None:
@@ -48,10 +55,6 @@ def proto_number(proto: str | int) -> int | None:
     if proto.isdigit():
         return int(proto)
     return _PROTO_NUMBERS.get(proto.lower())
-
-
-_pton = socket.inet_pton
-_AF4, _AF6 = socket.AF_INET, socket.AF_INET6
 
 
 def community_id(
@@ -67,21 +70,24 @@ def community_id(
     number = _PROTO_NUMBERS.get(proto) if proto.__class__ is str else None
     if number is None:
         number = proto_number(proto)
-        if number is None:
+        # The protocol is one byte of the hashed tuple: anything else is not a protocol.
+        if number is None or not 0 <= number <= 255:
             return None
     try:
         if ":" in src or ":" in dst:
             a1, a2 = _pton(_AF6, src), _pton(_AF6, dst)
+            ported, portless = _PORTED6, _PORTLESS6
         else:
             a1, a2 = _pton(_AF4, src), _pton(_AF4, dst)
+            ported, portless = _PORTED4, _PORTLESS4
     except (OSError, ValueError):
         return None
-    if number in _PORTED or number in (1, 58):
+    if number in _PORTED or number in _ICMP:
         if sport is None or dport is None or not (0 <= sport <= 65535 and 0 <= dport <= 65535):
             return None
         p1, p2 = sport, dport
         one_way = False
-        if number in (1, 58):
+        if number in _ICMP:
             pairs = _ICMP4_PAIRS if number == 1 else _ICMP6_PAIRS
             if p1 in pairs:
                 p2 = pairs[p1]
@@ -89,9 +95,9 @@ def community_id(
                 one_way = True
         if not one_way and (a2 < a1 or (a1 == a2 and p2 < p1)):
             a1, a2, p1, p2 = a2, a1, p2, p1
-        data = _SEED.pack(seed) + a1 + a2 + _TAIL.pack(number, 0, p1, p2)
+        data = ported(seed, a1, a2, number, 0, p1, p2)
     else:
         if a2 < a1:
             a1, a2 = a2, a1
-        data = _SEED.pack(seed) + a1 + a2 + bytes((number, 0))
+        data = portless(seed, a1, a2, number, 0)
     return "1:" + _b64(_sha1(data).digest(), newline=False).decode("ascii")

@@ -53,10 +53,12 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class Services:
     """``decryptscope ingest`` and ``decryptscope worker`` as child processes."""
 
-    def __init__(self, settings: Settings, log_dir: Path, *, workers: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, *, roles: tuple[str, ...] = ("all",)
+    ) -> None:
         self.settings = settings
         self.log_dir = log_dir
-        self.workers = workers
+        self.roles = roles  # one worker per role (settings.worker_role), own web port each
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, name: str, args: list[str], settings: Settings) -> None:
@@ -75,10 +77,10 @@ class Services:
         if ingest:
             self._spawn("ingest", ["ingest"], self.settings)
         if worker:
-            for i in range(self.workers):
-                s = self.settings
-                if i:
-                    s = dataclasses.replace(s, web_port=s.web_port + i)
+            for i, role in enumerate(self.roles):
+                s = dataclasses.replace(
+                    self.settings, worker_role=role, web_port=self.settings.web_port + i
+                )
                 self._spawn(f"worker{i}", ["worker"], s)
         if ingest:
             self.wait_ingest()

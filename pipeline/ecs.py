@@ -9,6 +9,7 @@ session ended. The diagnosis lives under ``decryptscope.*``."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -138,52 +139,82 @@ def _build_targets() -> dict[str, dict[str, Target]]:
     return per_type
 
 
-# Equal instants in different zones are equal datetimes: the zone is part of the key.
-_ISO_CACHE: dict[tuple[datetime, object], str] = {}
+# Datetimes from the parser are shared (one object per time text and zone, from the time
+# cache), so their text is cached by identity: no hashing of the datetime (which would compute
+# its UTC offset). The entry keeps the datetime alive, so its id cannot be reused meanwhile.
+_ISO_CACHE: dict[int, tuple[datetime, str]] = {}
+_ISO_CACHE_MAX = 4096
 
 
 def _iso(value: datetime) -> str:
-    key = (value, value.tzinfo)
-    text = _ISO_CACHE.get(key)
-    if text is None:
-        text = value.isoformat(timespec="milliseconds")
-        if len(_ISO_CACHE) >= 8192:
-            _ISO_CACHE.clear()
-        _ISO_CACHE[key] = text
+    entry = _ISO_CACHE.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    text = value.isoformat(timespec="milliseconds")
+    # One event's own time (high-resolution timestamp) is written twice (@timestamp and
+    # panw.panos.*), so it is worth caching too; the shared ones come back after a clear.
+    if len(_ISO_CACHE) >= _ISO_CACHE_MAX:
+        _ISO_CACHE.clear()
+    _ISO_CACHE[id(value)] = (value, text)
     return text
+
+
+# The objects to_ecs writes into besides the copied columns: the fill always creates them and
+# hands them back, so to_ecs needs no lookups or setdefault chains. The first three are always
+# in the document; the others are dropped at the end when nothing was written into them.
+_ALWAYS = (("event",), ("observer",), ("panw",), ("panw", "panos"))
+_MAYBE = (("source",), ("destination",), ("network",))
+_HANDED = (("event",), ("observer",), ("panw", "panos"), *_MAYBE)
 
 
 def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
     """Compile, once per log type, straight-line code that copies a record's values to their
     targets: one local dict per parent object, attached to the document only when non-empty.
-    (A loop over the record with a path walk per value costs twice as much per event.)"""
+    (A loop over the record with a path walk per value costs twice as much per event.)
+    Returns ``(doc, event, observer, panw.panos, source, destination, network)``."""
     parents = {parts[:i] for parts, _, _ in targets.values() for i in range(1, len(parts) + 1)}
+    parents.update(_ALWAYS, _MAYBE)
     leaves = {(*parts, leaf) for parts, leaf, _ in targets.values()}
     if clash := parents & leaves:
         raise ConfigError(f"{log_type}: {'.'.join(min(clash))} is both a value and an object")
-    order = sorted(parents, key=lambda p: (len(p), p))
+    # An object that holds one value and nothing else (``rule.name``) is written in one go
+    # when the value is there, rather than made empty for every event and attached if filled.
+    leaf_count = Counter(parts for parts, _, _ in targets.values())
+    nested = {p[:-1] for p in parents}
+    single = {
+        p
+        for p in parents
+        if leaf_count[p] == 1 and p not in nested and p not in _ALWAYS and p not in _MAYBE
+    }
+    order = sorted(parents - single, key=lambda p: (len(p), p))
     var = {p: f"p{i}" for i, p in enumerate(order)}
     var[()] = "doc"
     src = ["def fill(rec):", "    get = rec.get", "    doc = {}"]
     src += [f"    {var[p]} = {{}}" for p in order]
     for key, (parts, leaf, is_time) in targets.items():
         value = "_iso(v) if v.__class__ is _datetime else v" if is_time else "v"
-        src += [
-            f"    v = get({key!r})",
-            "    if v is not None:",
-            f"        {var[parts]}[{leaf!r}] = {value}",
-        ]
+        if parts in single:
+            store = f"{var[parts[:-1]]}[{parts[-1]!r}] = {{{leaf!r}: {value}}}"
+        else:
+            store = f"{var[parts]}[{leaf!r}] = {value}"
+        src += [f"    v = get({key!r})", "    if v is not None:", f"        {store}"]
     for p in sorted(order, key=len, reverse=True):
-        src += [f"    if {var[p]}:", f"        {var[p[:-1]]}[{p[-1]!r}] = {var[p]}"]
-    src.append("    return doc")
+        attach = f"{var[p[:-1]]}[{p[-1]!r}] = {var[p]}"
+        if p in _ALWAYS or p in _MAYBE:
+            src.append(f"    {attach}")
+        else:
+            src += [f"    if {var[p]}:", f"        {attach}"]
+    src.append(f"    return doc, {', '.join(var[p] for p in _HANDED)}")
     namespace: dict[str, Any] = {"_iso": _iso, "_datetime": datetime}
     exec(compile("\n".join(src), f"<ecs fill {log_type or 'common'}>", "exec"), namespace)
     return namespace["fill"]
 
 
 _FILLS: dict[str, Fill] = {t: _compile_fill(t, targets) for t, targets in _build_targets().items()}
+_FILL_COMMON = _FILLS[""]
 _LABELS_CACHE: dict[int, dict[str, bool]] = {}
 _IANA: dict[str, str] = {}
+_NETWORK = ("network",)
 
 
 def _labels(flags: int) -> dict[str, bool]:
@@ -192,7 +223,7 @@ def _labels(flags: int) -> dict[str, bool]:
         labels = {name: True for bit, name in _FLAG_BITS if flags & bit}
         if len(_LABELS_CACHE) < 4096:
             _LABELS_CACHE[flags] = labels
-    return dict(labels)
+    return labels.copy()
 
 
 def _user(value: str) -> dict[str, str]:
@@ -203,11 +234,12 @@ def _user(value: str) -> dict[str, str]:
 
 
 def _timestamp(record: Mapping[str, Any]) -> datetime | None:
+    get = record.get
     for key in ("high_res_timestamp", "time_generated", "receive_time", "start"):
-        value = record.get(key)
+        value = get(key)
         if value.__class__ is datetime:
             return value
-    syslog_time = record.get("_syslog_time")
+    syslog_time = get("_syslog_time")
     if syslog_time and "T" in syslog_time:
         try:
             parsed = datetime.fromisoformat(syslog_time)
@@ -215,7 +247,7 @@ def _timestamp(record: Mapping[str, Any]) -> datetime | None:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
             return parsed
-    received = record.get("_received_at")
+    received = get("_received_at")
     return received if isinstance(received, datetime) else None
 
 
@@ -239,6 +271,16 @@ def _outcome(log_type: str, record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _iana(proto: str) -> str:
+    iana = _IANA.get(proto)
+    if iana is None:
+        number = proto_number(proto)
+        iana = str(number) if number is not None else ""
+        if len(_IANA) < 256:
+            _IANA[proto] = iana
+    return iana
+
+
 def to_ecs(
     record: Mapping[str, Any],
     diagnosis: Any = None,
@@ -247,126 +289,119 @@ def to_ecs(
     original: str | None = None,
 ) -> dict:
     """The ECS document of one record (nested as Elasticsearch stores ``_source``)."""
-    log_type = record.get("type") or ""
-    doc = (_FILLS.get(log_type) or _FILLS[""])(record)
+    get = record.get
+    log_type = get("type") or ""
+    doc, event, observer, panw, source, destination, network = (
+        _FILLS.get(log_type) or _FILL_COMMON
+    )(record)
     ts = _timestamp(record)
     doc["@timestamp"] = _iso(ts or datetime.now(UTC))
     doc["ecs"] = {"version": ECS_VERSION}
-    event = doc.get("event")
-    if event is None:
-        event = doc["event"] = {}
-    observer = doc.get("observer")
-    if observer is None:
-        observer = doc["observer"] = {}
     observer.update(_OBSERVER)
-    source = doc.get("source")
-    destination = doc.get("destination")
     event["kind"] = "alert" if log_type == "THREAT" else "event"
-    event["category"] = list(_CATEGORY.get(log_type, ("network",)))
+    event["category"] = list(_CATEGORY.get(log_type, _NETWORK))
     event["module"] = "panw"
     event["dataset"] = "panw.panos"
-    panw_root = doc.get("panw")
-    if panw_root is None:
-        panw_root = doc["panw"] = {}
-    panw = panw_root.get("panos")
-    if panw is None:
-        panw = panw_root["panos"] = {}
     panw["type"] = log_type
-    tg = record.get("time_generated")
+    tg = get("time_generated")
     if tg.__class__ is datetime:
         event["timezone"] = _offset(tg)
 
     # --- who and where ------------------------------------------------------------------
-    host = record.get("device_name") or record.get("_host")
+    host = get("device_name") or get("_host")
     if host:
         observer["hostname"] = host
-    src, dst = record.get("src"), record.get("dst")
-    natsrc, natdst = record.get("natsrc"), record.get("natdst")
-    if natsrc and natsrc not in _UNSET_IPS:
-        source = doc.setdefault("source", {}) if source is None else source
-        nat = source.setdefault("nat", {})
+    src, dst = get("src"), get("dst")
+    natsrc, natdst = get("natsrc"), get("natdst")
+    if natsrc in _UNSET_IPS:
+        natsrc = None
+    if natdst in _UNSET_IPS:
+        natdst = None
+    if natsrc:
+        nat = source.get("nat")
+        if nat is None:
+            nat = source["nat"] = {}
         nat["ip"] = natsrc
-        if record.get("natsport"):
+        if get("natsport"):
             nat["port"] = record["natsport"]
-    if natdst and natdst not in _UNSET_IPS:
-        destination = doc.setdefault("destination", {}) if destination is None else destination
-        nat = destination.setdefault("nat", {})
+    if natdst:
+        nat = destination.get("nat")
+        if nat is None:
+            nat = destination["nat"] = {}
         nat["ip"] = natdst
-        if record.get("natdport"):
+        if get("natdport"):
             nat["port"] = record["natdport"]
-    user = record.get("srcuser")
+    users = []
+    user = get("srcuser")
     if user:
-        if source is None:
-            source = doc["source"] = {}
-        source["user"] = _user(user)
-    user = record.get("dstuser")
+        user = source["user"] = _user(user)
+        users.append(user["name"])
+    user = get("dstuser")
     if user:
-        if destination is None:
-            destination = doc["destination"] = {}
-        destination["user"] = _user(user)
+        user = destination["user"] = _user(user)
+        if user["name"] not in users:
+            users.append(user["name"])
 
     # --- network --------------------------------------------------------------------------
-    proto = record.get("proto")
-    if proto or src:
-        network = doc.setdefault("network", {})
-        if proto:
-            network["transport"] = proto.lower()
-            iana = _IANA.get(proto)
-            if iana is None:
-                number = proto_number(proto)
-                iana = str(number) if number is not None else ""
-                if len(_IANA) < 256:
-                    _IANA[proto] = iana
-            if iana:
-                network["iana_number"] = iana
-        if src:
-            network["type"] = "ipv6" if ":" in src else "ipv4"
-        if src and dst and proto:
-            cid = community_id(src, dst, proto, record.get("sport"), record.get("dport"))
+    proto = get("proto")
+    if proto:
+        network["transport"] = proto.lower()
+        iana = _IANA.get(proto)
+        if iana is None:
+            iana = _iana(proto)
+        if iana:
+            network["iana_number"] = iana
+    if src:
+        network["type"] = "ipv6" if ":" in src else "ipv4"
+        if dst and proto:
+            sport, dport = get("sport"), get("dport")
+            cid = community_id(src, dst, proto, sport, dport)
             if cid is not None:
                 network["community_id"] = cid
-            if (natsrc and natsrc not in _UNSET_IPS) or (natdst and natdst not in _UNSET_IPS):
-                nsrc = natsrc if natsrc and natsrc not in _UNSET_IPS else src
-                ndst = natdst if natdst and natdst not in _UNSET_IPS else dst
+            if natsrc or natdst:
                 ncid = community_id(
-                    nsrc,
-                    ndst,
+                    natsrc or src,
+                    natdst or dst,
                     proto,
-                    record.get("natsport") or record.get("sport"),
-                    record.get("natdport") or record.get("dport"),
+                    get("natsport") or sport,
+                    get("natdport") or dport,
                 )
                 if ncid is not None:
                     panw.setdefault("network", {})["nat"] = {"community_id": ncid}
 
-    flags = record.get("flags")
+    flags = get("flags")
     if flags is not None:
         labels = _labels(flags)
         if labels:
             doc["labels"] = labels
-    actionflags = record.get("actionflags")
+    actionflags = get("actionflags")
     if actionflags is not None:
         panw["action_flags"] = hex(actionflags)
 
     # --- outcome --------------------------------------------------------------------------
     outcome = _outcome(log_type, record)
-    types: list[str] = []
-    subtype = record.get("subtype")
-    action = record.get("action")
+    subtype = get("subtype")
+    action = get("action")
     if log_type == "TRAFFIC":
-        types.append("connection")
+        types = ["connection"]
         if subtype in _TRAFFIC_TYPE:
             types.append(_TRAFFIC_TYPE[subtype])
             event["action"] = _TRAFFIC_ACTION[subtype]
     elif log_type == "DECRYPTION":
-        types += ("connection", "protocol")
-        if outcome == "failure":
-            types.append("error")
+        types = (
+            ["connection", "protocol", "error"]
+            if outcome == "failure"
+            else [
+                "connection",
+                "protocol",
+            ]
+        )
     elif log_type == "SESSION":
-        types += ("connection", "info")
+        types = ["connection", "info"]
     elif log_type == "CONFIG":
-        types.append("change")
+        types = ["change"]
     else:
-        types.append("info")
+        types = ["info"]
     if action:
         verdict = "allowed" if action == "allow" else "denied"
         if verdict not in types:
@@ -374,18 +409,20 @@ def to_ecs(
     event["type"] = types
     if outcome is not None:
         event["outcome"] = outcome
-    reason = record.get("error") if log_type == "DECRYPTION" else record.get("session_end_reason")
+    reason = get("error") if log_type == "DECRYPTION" else get("session_end_reason")
     if reason and reason not in _NO_REASON:
         event["reason"] = reason
-    elapsed = record.get("elapsed")
-    if isinstance(elapsed, int) and log_type == "TRAFFIC":
-        event["duration"] = elapsed * 1_000_000_000
-    if log_type == "THREAT" and subtype == "url" and record.get("misc"):
+    if log_type == "TRAFFIC":
+        elapsed = get("elapsed")
+        if isinstance(elapsed, int):
+            event["duration"] = elapsed * 1_000_000_000
+    elif log_type == "THREAT" and subtype == "url" and get("misc"):
         doc["url"] = {"original": record["misc"]}
 
     # --- TLS ------------------------------------------------------------------------------
+    sni = get("sni")
     if log_type == "DECRYPTION":
-        _tls(doc, record, outcome)
+        _tls(doc, record, outcome, panw, destination)
 
     # --- related --------------------------------------------------------------------------
     related: dict[str, list[str]] = {}
@@ -395,21 +432,22 @@ def to_ecs(
             ips.append(ip)
     if ips:
         related["ip"] = ips
-    sni = record.get("sni")
     if host or sni:
         related["hosts"] = [h for h in (host, sni) if h] if host != sni else [host]
-    fingerprint = record.get("fingerprint")
+    fingerprint = get("fingerprint")
     if fingerprint:
         related["hash"] = [fingerprint.lower()]
-    users = []
-    for side in (source, destination):
-        user = side.get("user") if side else None
-        if user and user["name"] not in users:
-            users.append(user["name"])
     if users:
         related["user"] = users
     if related:
         doc["related"] = related
+
+    if not source:
+        del doc["source"]
+    if not destination:
+        del doc["destination"]
+    if not network:
+        del doc["network"]
 
     # --- the diagnosis --------------------------------------------------------------------
     if diagnosis is not None:
@@ -421,7 +459,7 @@ def to_ecs(
         ds["correlation"] = dict(correlation)
     doc["decryptscope"] = ds
 
-    text = original if original is not None else record.get("_message") or record.get("_original")
+    text = original if original is not None else get("_message") or get("_original")
     if text:
         event["original"] = text
     return doc
@@ -432,39 +470,52 @@ def _offset(value: datetime) -> str:
     return "Z" if text.endswith("+00:00") else text[-6:]
 
 
-def _tls(doc: dict, record: Mapping[str, Any], outcome: str | None) -> None:
-    tls = doc.setdefault("tls", {})
-    version = record.get("tls_version")
+def _tls(
+    doc: dict,
+    record: Mapping[str, Any],
+    outcome: str | None,
+    panw: dict,
+    destination: dict,
+) -> None:
+    get = record.get
+    sni = get("sni")
+    tls = doc.get("tls")
+    if tls is None:
+        tls = {}
+    version = get("tls_version")
     if version:
         head = version.rstrip("0123456789.")
         if head and head != version:
             tls["version_protocol"] = head.lower()
             tls["version"] = version[len(head) :]
         else:
-            panw = doc["panw"]["panos"]
             panw.setdefault("tls", {})["version"] = version
     if outcome in ("failure", "success"):
         tls["established"] = outcome == "success"
-    sni = record.get("sni")
     if sni:
-        tls.setdefault("client", {})["server_name"] = sni
-        doc.setdefault("destination", {})["domain"] = sni
+        client = tls.get("client")
+        if client is None:
+            client = tls["client"] = {}
+        client["server_name"] = sni
+        destination["domain"] = sni
     server = tls.get("server") or {}
     x509 = server.get("x509") or {}
-    serial = record.get("cert_serial")
+    serial = get("cert_serial")
     if serial:
         x509["serial_number"] = serial.upper()
-    for key, field in (("notbefore", "not_before"), ("notafter", "not_after")):
-        value = record.get(key)
-        if value.__class__ is datetime:
-            x509[field] = _iso(value)
-    size = record.get("cert_size")
+    value = get("notbefore")
+    if value.__class__ is datetime:
+        x509["not_before"] = _iso(value)
+    value = get("notafter")
+    if value.__class__ is datetime:
+        x509["not_after"] = _iso(value)
+    size = get("cert_size")
     if size:
         x509["public_key_size"] = size
-    cert_ver = record.get("cert_ver")
+    cert_ver = get("cert_ver")
     if cert_ver and x509:
         x509["version_number"] = cert_ver.lstrip("Vv")
-    fingerprint = record.get("fingerprint")
+    fingerprint = get("fingerprint")
     if fingerprint:
         algo = _HASH_BY_LENGTH.get(len(fingerprint))
         if algo and _is_hex(fingerprint):
@@ -473,8 +524,8 @@ def _tls(doc: dict, record: Mapping[str, Any], outcome: str | None) -> None:
         server["x509"] = x509
     if server:
         tls["server"] = server
-    if not tls:
-        del doc["tls"]
+    if tls:
+        doc["tls"] = tls
 
 
 def _is_hex(text: str) -> bool:

@@ -167,6 +167,8 @@ async def _probe(settings: Settings, timeout_s: float) -> None:
     last: BaseException | None = None
     for server in settings.kafka_bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"setting kafka_bootstrap: {server!r} is not host:port")
         try:
             conn = await asyncio.wait_for(
                 create_conn(
@@ -181,9 +183,7 @@ async def _probe(settings: Settings, timeout_s: float) -> None:
                 ),
                 timeout_s,
             )
-        except ValueError as exc:
-            raise ConfigError(f"setting kafka_bootstrap: {server!r} is not host:port") from exc
-        except Exception as exc:  # every client failure is explained below
+        except Exception as exc:  # every client failure is explained by kafka_error
             if _is_auth(exc) or (uses_tls(settings) and isinstance(exc, ssl.SSLError)):
                 raise exc
             last = exc

@@ -119,6 +119,9 @@ class Settings:
     default_timezone: str = "UTC"
     # serial=timezone pairs, e.g. ("007051000113358=Europe/Paris",)
     device_timezones: tuple[str, ...] = ()
+    # Which agents this worker runs: "all", or "process" (raw -> events) / "index" (events ->
+    # Elasticsearch, spike detection) to spread one pipeline over two processes (two cores).
+    worker_role: str = "all"
 
     # --- spike detection ------------------------------------------------------------------
     alert_window_s: int = 60

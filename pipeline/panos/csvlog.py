@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 from datetime import tzinfo
 
 from pipeline.errors import ConfigError, ParseError
 from pipeline.panos.csv_line import split_csv
 from pipeline.panos.layouts import SKIP, Layout, common_layout, config_versions, layouts
-from pipeline.panos.values import to_hex, to_ip, to_isotime, to_port, to_time
+from pipeline.panos.values import time_cache, to_ip, to_isotime, to_time
 
 _LOG_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{1,31}")
 _TIME_KEYS = ("time_generated", "receive_time", "high_res_timestamp")
@@ -45,84 +46,153 @@ def _bad(bad: dict[str, str] | None, name: str, value: str) -> dict[str, str]:
     return bad
 
 
-_CONVERSIONS = {
-    "int": "_int",
-    "port": "_port",
-    "hex": "_hex",
-    "ip": "_ip",
-    "time": "_time",
-    "isotime": "_isotime",
-}
 Builder = Callable[[list[str], Callable[[str | None], tzinfo]], tuple[dict, dict | None]]
+_FAILS = "(ValueError, OverflowError)"
 
 
-def compile_builder(layout: Layout) -> Builder:
-    """Compile, once per layout, straight-line code that turns a full-length row into a typed
-    record: empty columns are skipped, values a converter rejects are set aside. (A loop over
-    the columns with a converter lookup each costs about twice as much per event.)"""
+def _column_code(i: int, name: str, kind: str) -> list[str]:
+    """Straight-line code for column ``i``: skipped when empty, converted inline (no converter
+    call per column on the common path), set aside in ``bad`` when unreadable."""
+    key = repr(name)
+    if kind == "str":
+        return [f"    v = row[{i}]", "    if v:", f"        rec[{key}] = v"]
+    reject = f"bad = _bad(bad, {key}, v)"
+    src = [f"    v = row[{i}]", "    if v:"]
+    if kind in ("int", "hex"):
+        src += [
+            "        try:",
+            f"            rec[{key}] = _int(v{', 16' if kind == 'hex' else ''})",
+            f"        except {_FAILS}:",
+            f"            {reject}",
+        ]
+    elif kind == "port":
+        src += [
+            "        try:",
+            "            x = _int(v)",
+            f"        except {_FAILS}:",
+            "            x = -1",
+            "        if 0 <= x <= 65535:",
+            f"            rec[{key}] = x",
+            "        else:",
+            f"            {reject}",
+        ]
+    elif kind == "ip":
+        # inet_pton accepts exactly the dotted quads to_ip accepts as written, at a fraction
+        # of the cost; IPv6 and anything odd go through to_ip.
+        src += [
+            "        try:",
+            "            _pton(_AF_INET, v)",
+            f"            rec[{key}] = v",
+            "        except (OSError, ValueError):",
+            "            try:",
+            f"                rec[{key}] = _ip(v, tz)",
+            f"            except {_FAILS}:",
+            f"                {reject}",
+        ]
+    elif kind == "time":
+        # Most times of a stream repeat: look in the zone's cache before calling to_time.
+        src += [
+            "        x = times_get(v)",
+            "        if x is None:",
+            "            try:",
+            "                x = _time(v, tz)",
+            f"            except {_FAILS}:",
+            f"                {reject}",
+            "        if x is not None:",
+            f"            rec[{key}] = x",
+        ]
+    elif kind == "isotime":
+        src += [
+            "        try:",
+            "            x = _isotime(v, tz)",
+            f"        except {_FAILS}:",
+            "            x = None",
+            f"            {reject}",
+            "        if x is not None:",
+            f"            rec[{key}] = x",
+        ]
+    else:
+        raise ConfigError(f"no conversion for column type {kind!r}")
+    return src
+
+
+def compile_builder(layout: Layout, width: int | None = None) -> Builder:
+    """Compile straight-line code that turns a row of ``width`` columns (default: the whole
+    layout) into a typed record: empty columns are skipped, values a converter rejects are set
+    aside. (A loop over the columns with a converter lookup each costs about twice as much
+    per event; building the dict in C first and retyping costs more than this, as every typed
+    column is then written twice.)"""
     names = layout.names
     if "serial" not in names:
         raise ConfigError(
             f"{layout.source}: a layout needs a serial column (time zone per firewall)"
         )
+    columns = layout.columns[: len(names) if width is None else width]
     src = [
         "def build(row, tz_of):",
         "    rec = {}",
         "    bad = None",
         f"    tz = tz_of(row[{names.index('serial')}] or None)",
     ]
-    for i, col in enumerate(layout.columns):
-        if col.name == SKIP:
-            continue
-        key = repr(col.name)
-        src += [f"    v = row[{i}]", "    if v:"]
-        if col.type == "str":
-            src.append(f"        rec[{key}] = v")
-            continue
-        src.append("        try:")
-        if col.type == "int":
-            src.append(f"            rec[{key}] = _int(v)")
-        elif col.type in ("time", "isotime"):
-            src += [
-                f"            x = {_CONVERSIONS[col.type]}(v, tz)",
-                "            if x is not None:",
-                f"                rec[{key}] = x",
-            ]
-        else:
-            src.append(f"            rec[{key}] = {_CONVERSIONS[col.type]}(v, tz)")
-        src += [
-            "        except (ValueError, OverflowError):",
-            f"            bad = _bad(bad, {key}, v)",
-        ]
+    if any(c.type == "time" for c in columns):
+        src.append("    times_get = _time_cache(tz).get")
+    for i, col in enumerate(columns):
+        if col.name != SKIP and col.type != "skip":
+            src += _column_code(i, col.name, col.type)
     src.append("    return rec, bad")
     namespace = {
         "_bad": _bad,
         "_int": int,
-        "_port": to_port,
-        "_hex": to_hex,
+        "_pton": socket.inet_pton,
+        "_AF_INET": socket.AF_INET,
         "_ip": to_ip,
         "_time": to_time,
         "_isotime": to_isotime,
+        "_time_cache": time_cache,
     }
     exec(compile("\n".join(src), f"<csv builder {layout.log_type}>", "exec"), namespace)
     return namespace["build"]
 
 
-_BUILDERS: dict[str, Builder] = {t: compile_builder(layout) for t, layout in _LAYOUTS.items()}
-_BUILDERS[_COMMON.log_type] = compile_builder(_COMMON)
+# (log type, row width) -> builder. A row shorter than the layout (an older release, or a
+# truncated line) gets a builder for exactly its width, so nothing is padded or read past
+# its end. Widths are bounded by the layouts, so this stays small.
+_BUILDERS: dict[tuple[str, int], Builder] = {}
+
+
+def _builder(layout: Layout, width: int) -> Builder:
+    key = (layout.log_type, width)
+    build = _BUILDERS.get(key)
+    if build is None:
+        build = _BUILDERS[key] = compile_builder(layout, width)
+    return build
+
+
+for _layout in (*_LAYOUTS.values(), _COMMON):
+    _builder(_layout, len(_layout.names))
+# Log types seen in column 4 and found well-formed (a bounded set: the regex runs once each).
+_TYPES_OK: set[str] = set()
 
 
 def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
     row = split_csv(body)
     count = len(row)
-    if count <= _TYPE_AT or not _LOG_TYPE.fullmatch(row[_TYPE_AT]):
+    if count <= _TYPE_AT:
         raise ParseError("not a PAN-OS CSV log (no log type in column 4)", error_type="not_panos")
+    type_text = row[_TYPE_AT]
+    if type_text not in _TYPES_OK:
+        if not _LOG_TYPE.fullmatch(type_text):
+            raise ParseError(
+                "not a PAN-OS CSV log (no log type in column 4)", error_type="not_panos"
+            )
+        if len(_TYPES_OK) < 256:
+            _TYPES_OK.add(type_text)
     if count < _HEADER_COLUMNS:
         raise ParseError(
             f"{count} columns: a PAN-OS CSV log has at least {_HEADER_COLUMNS}",
             error_type="too_few_columns",
         )
-    log_type = row[_TYPE_AT].upper()
+    log_type = type_text.upper()
     layout = _LAYOUTS.get(log_type, _COMMON)
     release, expected = _choose(layout, row[_CONFIG_AT], count)
     total = len(layout.names)
@@ -130,9 +200,8 @@ def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
     if count > total:
         extra = row[total:]
         del row[total:]
-    elif count < total:
-        row.extend([""] * (total - count))
-    rec, invalid = _BUILDERS[layout.log_type](row, tz_of)
+        count = total
+    rec, invalid = _builder(layout, count)(row, tz_of)
     rec["type"] = log_type
     if extra is not None:
         rec["_extra"] = extra

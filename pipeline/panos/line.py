@@ -13,7 +13,7 @@ from pipeline.panos.jsonlog import parse_json
 from pipeline.panos.leef import parse_leef
 from pipeline.panos.session_text import parse_session
 from pipeline.panos.values import get_tz
-from pipeline.syslog.framing import decode, split_header
+from pipeline.syslog.framing import decode, split
 
 # Longer messages are not PAN-OS logs (the largest real ones are a few KiB).
 MAX_MESSAGE = 256 * 1024
@@ -42,11 +42,15 @@ def parse_line(
         text, replaced = decode(line)
         if not text or text.isspace():
             raise ParseError("empty message", error_type="empty")
-        body, host, stime = split_header(text)
+        body, host, stime = split(text)
         if body.startswith("\ufeff"):
             body = body[1:]
-        fmt = detect(body)
-        rec = _PARSERS[fmt](body, _tz_resolver(default_tz, tz_for))
+        resolver = _RESOLVERS.get((default_tz, tz_for)) or _tz_resolver(default_tz, tz_for)
+        # A body that starts with a digit is CSV (detect's answer too), the common case.
+        if "0" <= body[:1] <= "9":
+            rec = parse_csv(body, resolver)
+        else:
+            rec = _PARSERS[detect(body)](body, resolver)
     except (ParseError, ConfigError):
         raise
     except Exception as exc:  # a parser bug on odd input must not stop the stream

@@ -23,14 +23,21 @@ def _as_text(line: bytes | str) -> str:
 
 def iter_events(lines: Iterable[bytes | str]) -> Iterator[tuple[int, bytes | str]]:
     """(first line number, message) for each message. Blank lines and ``#`` comment lines
-    (never the start of a PAN-OS log) are skipped; they also end a ``show session id`` block."""
+    (never the start of a PAN-OS log) are skipped. A ``show session id`` output runs until
+    the next output starts (a prompt, a second "Session <id>" line), a log line or a comment
+    line: the CLI pads its sections with blank lines, which stay inside the output."""
     block: list[str] = []
     block_start = 0
     has_head = False
+    blanks = 0  # blank lines seen since the block's last line: kept only if the block goes on
     for number, line in enumerate(lines, start=1):
         text = _as_text(line).rstrip("\r\n")
         stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
+        if not stripped:
+            if block:
+                blanks += 1
+            continue
+        if stripped.startswith("#"):
             if block:
                 yield block_start, "\n".join(block)
                 block = []
@@ -41,8 +48,11 @@ def iter_events(lines: Iterable[bytes | str]) -> Iterator[tuple[int, bytes | str
             if block and (PROMPT.match(text) or (head and has_head)):
                 yield block_start, "\n".join(block)
                 block = []
-            if not block:
+            if block:
+                block.extend([""] * blanks)
+            else:
                 block_start, has_head = number, False
+            blanks = 0
             has_head = has_head or head
             block.append(text)
             continue

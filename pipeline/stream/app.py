@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from pipeline import kafka_config
+from pipeline.errors import ConfigError
 from pipeline.metrics import METRICS, Metrics, attach_faust_sensors
 from pipeline.settings import Settings
 from pipeline.sinks import es_auth
@@ -21,6 +22,7 @@ from pipeline.stream.processing import Processor
 from pipeline.stream.topics import Topics, declare
 
 CORRELATION_TABLE = "correlation"
+ROLES = ("all", "process", "index")
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -36,10 +38,16 @@ def create_app(
 ) -> Any:
     import faust
 
-    worker_dir = settings.worker_dir
+    role = settings.worker_role
+    if role not in ROLES:
+        raise ConfigError(f"setting worker_role must be one of {', '.join(ROLES)}, got {role!r}")
+    # Each role is its own consumer group (and changelog namespace): Faust assumes every
+    # member of a group runs the same agents.
+    app_id = settings.worker_id if role == "all" else f"{settings.worker_id}-{role}"
+    worker_dir = settings.worker_dir / role
     worker_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        settings.worker_id,
+        app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")],
         broker_credentials=_broker_credentials(settings),
         store="memory://",
@@ -52,40 +60,45 @@ def create_app(
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_linger_ms=5,
-        producer_compression_type="gzip" if settings.kafka_compression == "gzip" else None,
-        producer_max_batch_size=256 * 1024,
-        broker_commit_every=max(1000, settings.bulk_size),
-        broker_commit_interval=1.0,
+        # No compression here: on a small host the worker is CPU-bound and Kafka is near.
+        producer_linger_ms=20,
+        producer_max_batch_size=512 * 1024,
+        broker_commit_every=max(10_000, settings.bulk_size),
+        broker_commit_interval=2.8,
         stream_buffer_maxsize=max(4096, settings.bulk_size * 2),
         table_cleanup_interval=settings.correlation_window_s,
         web_enabled=True,
     )
     topics: Topics = declare(app, settings)
-    table = app.Table(
-        CORRELATION_TABLE,
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=str,
-        help="Correlation entries of pipeline.correlate, keyed serial:sessionid",
-    )
-    processor = Processor(settings, metrics=metrics)
-    writer = BulkWriter(es_client or make_client(settings), settings, metrics=metrics)
-    app.decryptscope = {"topics": topics, "table": table, "processor": processor, "writer": writer}
-    process.register(app, settings, topics, table, processor, metrics=metrics)
-    index.register(app, settings, topics, writer, metrics)
-    if importlib.util.find_spec("pipeline.stream.spikes") is not None:
-        from pipeline.stream import spikes
+    parts: dict[str, Any] = {"topics": topics}
+    app.decryptscope = parts
+    if role in ("all", "process"):
+        table = app.Table(
+            CORRELATION_TABLE,
+            default=None,
+            partitions=settings.topic_partitions,
+            key_type=str,
+            help="Correlation entries of pipeline.correlate, keyed serial:sessionid",
+        )
+        processor = Processor(settings, metrics=metrics)
+        parts.update(table=table, processor=processor)
+        process.register(app, settings, topics, table, processor, metrics=metrics)
+    if role in ("all", "index"):
+        writer = BulkWriter(es_client or make_client(settings), settings, metrics=metrics)
+        parts["writer"] = writer
+        index.register(app, settings, topics, writer, metrics)
+        if importlib.util.find_spec("pipeline.stream.spikes") is not None:
+            from pipeline.stream import spikes
 
-        spikes.register(app, settings, topics.events_json, topics.alerts_json, metrics=metrics)
+            spikes.register(app, settings, topics.events_json, topics.alerts_json, metrics=metrics)
+
+        @app.on_before_shutdown.connect
+        async def _close_es(app: Any, **_kwargs: Any) -> None:
+            # after the consumer stopped: no bulk request is started any more
+            await writer.client.close()
+
     if with_metrics_endpoint:
         attach_faust_sensors(app, metrics)
-
-    @app.on_before_shutdown.connect
-    async def _close_es(app: Any, **_kwargs: Any) -> None:
-        # after the consumer stopped: no bulk request is started any more
-        await writer.client.close()
-
     return app
 
 
@@ -100,7 +113,11 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> int:
     finally:
         client.close()
     app = create_app(settings)
-    logging.getLogger("faust").setLevel(loglevel.upper())
-    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    level = loglevel.upper()
+    # aiokafka logs at debug level on every send; an explicit level keeps that off the hot
+    # path whatever the root logger says.
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(level)
+    worker = faust.Worker(app, loglevel=level, quiet=True)
     worker.execute_from_commandline()
     return 0

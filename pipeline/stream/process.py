@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pipeline.errors import FramingError
 from pipeline.metrics import METRICS, Metrics, observe_dead_letter
 from pipeline.settings import Settings
 from pipeline.sinks import deadletter
 from pipeline.stream.index import DOC_ID_HEADER
 from pipeline.stream.processing import Processor, expire
 from pipeline.stream.topics import Topics
+from pipeline.syslog.publisher import CUT_HEADER
 
 
 def register(
@@ -36,6 +38,8 @@ def register(
             message = event.message
             now = time.time()
             try:
+                if event.headers:
+                    _refuse_cut(event.headers)
                 outgoing = processor.handle(event.value, table, now, message.partition)
             except Exception as exc:
                 letter = deadletter.from_error(
@@ -61,3 +65,15 @@ def register(
             yield len(outgoing)
 
     return process
+
+
+def _refuse_cut(headers: Any) -> None:
+    """A message ingest cut at ``max_message_bytes`` is a fragment: dead-letter, not parse."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, value in items:
+        if name == CUT_HEADER:
+            kept = value.decode() if isinstance(value, bytes) else str(value)
+            raise FramingError(
+                f"message longer than max_message_bytes: ingest kept its first {kept} bytes",
+                error_type="oversized",
+            )

@@ -58,34 +58,44 @@ def decode(data: bytes | str) -> tuple[str, bool]:
 
 def split_header(text: str) -> Framed:
     """Separate the syslog header (if any) from the message body."""
+    return Framed(*split(text))
+
+
+def split(text: str) -> tuple[str, str | None, str | None]:
+    """``split_header`` as a plain tuple (body, host, time), for the per-event path."""
     if not text:
-        return Framed(text, None, None)
+        return text, None, None
     first = text[0]
     # Raw PAN-OS CSV ("1,..."), JSON, or anything that cannot open a header: no header.
     if first != "<" and not ("A" <= first <= "Z"):
-        return Framed(text, None, None)
+        return text, None, None
     if first == "<":
-        m = _RFC5424.match(text)
-        if m is not None:
-            return Framed(text[m.end() :], m.group("host"), m.group("ts"))
+        # RFC 5424 has its version digit right after the PRI: no need to try it on BSD.
+        end = text.find(">", 2, 5)
+        if end > 0 and text[end + 1 : end + 2].isdigit():
+            m = _RFC5424.match(text)
+            if m is not None:
+                return text[m.end() :], m.group("host"), m.group("ts")
     elif text.startswith(("CEF:", "LEEF:")):
-        return Framed(text, None, None)
+        return text, None, None
     m = _BSD.match(text)
     if m is None:
         if first == "<":
             # PRI only ("<14>1,2024/..."): drop it, nothing else to keep.
             end = text.find(">")
-            return Framed(text[end + 1 :], None, None)
-        return Framed(text, None, None)
+            return text[end + 1 :], None, None
+        return text, None, None
     body = text[m.end() :]
-    if not _BODY_START.match(body):
+    # A PAN-OS CSV body ("1,...") needs no look for a program tag.
+    if not (body[1:2] == "," and "0" <= body[:1] <= "9") and not _BODY_START.match(body):
         t = _TAG.match(body)
         if t is not None:
             body = body[t.end() :]
-    return Framed(body, m.group("host"), m.group("ts"))
+    host, ts = m.group("host", "ts")
+    return body, host, ts
 
 
 def frame(data: bytes | str) -> tuple[Framed, bool]:
     """decode + split_header: the text body, header host and time, and the replaced flag."""
     text, replaced = decode(data)
-    return split_header(text), replaced
+    return Framed(*split(text)), replaced

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import ConfigError
 from pipeline.metrics import METRICS, Metrics
 from pipeline.settings import Settings
-from pipeline.syslog.octets import StreamFramer
+from pipeline.syslog.octets import Cut, StreamFramer
 from pipeline.syslog.publisher import Publisher, kafka_key
 
 
@@ -51,14 +51,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             stats.udp_dropped += 1
             self._dropped_full.inc()
             return
-        if len(data) > self.max_bytes:
+        cut = len(data) > self.max_bytes
+        if cut:
             data = data[: self.max_bytes]
             stats.truncated += 1
             self._truncated.inc()
         data = data.rstrip(b"\r\n\x00")
         if not data:
             return
-        self.publisher.offer(data, kafka_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms())
+        self.publisher.offer(data, kafka_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms(), cut)
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -93,10 +94,13 @@ class _StreamProtocol(asyncio.Protocol):
         self._connections.inc()
 
     def data_received(self, data: bytes) -> None:
-        self.last_seen = time.monotonic()
         framer = self.framer
         before = framer.truncated
         messages = framer.feed(data)
+        # Only whole messages count as activity: a sender trickling the bytes of a message
+        # that never ends (slowloris) is timed out like an idle one.
+        if messages or not framer.pending:
+            self.last_seen = time.monotonic()
         if messages:
             self._publish(messages)
         if framer.truncated != before:
@@ -113,7 +117,7 @@ class _StreamProtocol(asyncio.Protocol):
         sender = self.sender
         now = _now_ms()
         for message in messages:
-            offer(message, kafka_key(message, ip), sender, now)
+            offer(message, kafka_key(message, ip), sender, now, type(message) is Cut)
         self.server.stats.received[self.name] += len(messages)
         self._received.inc(len(messages))
 

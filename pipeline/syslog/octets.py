@@ -13,6 +13,14 @@ of it is skipped so the next message starts cleanly.
 from __future__ import annotations
 
 LF = 0x0A
+
+
+class Cut(bytes):
+    """A message cut to ``max_bytes``: the listener marks it so the worker dead-letters it."""
+
+    __slots__ = ()
+
+
 _DIGITS = frozenset(b"0123456789")
 # The longest MSG-LEN we accept before calling the stream garbage: 10 digits is > 4 GB.
 _MAX_LEN_DIGITS = 10
@@ -95,14 +103,14 @@ class StreamFramer:
                 continue
             if nl < 0:
                 if end - start > max_bytes:
-                    out.append(bytes(buf[start : start + max_bytes]))
+                    out.append(Cut(buf[start : start + max_bytes]))
                     self.truncated += 1
                     self._skip_to_lf = True
                     start = end
                 break
             stop = nl - 1 if nl > start and buf[nl - 1] == 0x0D else nl
             if stop - start > max_bytes:
-                out.append(bytes(buf[start : start + max_bytes]))
+                out.append(Cut(buf[start : start + max_bytes]))
                 self.truncated += 1
             elif stop > start:
                 out.append(bytes(buf[start:stop]))
@@ -134,7 +142,7 @@ class StreamFramer:
                 available = end - body
                 if available < max_bytes:
                     break
-                out.append(bytes(buf[body : body + max_bytes]))
+                out.append(Cut(buf[body : body + max_bytes]))
                 self.truncated += 1
                 consumed = min(available, length)
                 self._skip = length - consumed

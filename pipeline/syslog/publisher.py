@@ -25,6 +25,8 @@ from pipeline import kafka_config
 from pipeline.settings import Settings
 
 _STOP = object()
+# Header of a message ingest had to cut at max_message_bytes (value: the bytes kept).
+CUT_HEADER = "cut"
 _MAX_SERIAL = 32
 
 
@@ -100,13 +102,20 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="ingest-kafka", daemon=True)
         self._thread.start()
 
-    def offer(self, value: bytes, key: bytes, sender: str, received_ms: int) -> None:
-        """Accept one message; never blocks, never refuses (callers check ``full`` first)."""
+    def offer(
+        self, value: bytes, key: bytes, sender: str, received_ms: int, cut: bool = False
+    ) -> None:
+        """Accept one message; never blocks, never refuses (callers check ``full`` first).
+
+        ``cut``: the message was longer than ``max_message_bytes`` and is only its start; a
+        header says so and the worker dead-letters it instead of parsing a fragment."""
         size = len(value) + len(key) + 64
         with self._lock:
             self._buffered += size
         self.stats.offered += 1
         headers = [("sender", sender.encode()), ("received_at", str(received_ms).encode())]
+        if cut:
+            headers.append((CUT_HEADER, str(len(value)).encode()))
         self._queue.put((value, key, headers, size))
 
     def when_room(self, callback: Callable[[], None]) -> None:

@@ -6,6 +6,7 @@ ingest on 9466, so those ports must be free for the processes this test starts."
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -163,6 +164,17 @@ def replay(env: dict[str, str], text: str, rate: int, path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def spike_rate() -> int:
+    """Failures per second for one minute that make a spike by the shipped rule (more than 3x
+    the cause's baseline), however much of the cause earlier runs left in the stack's
+    Prometheus."""
+    expr = f'cause:decryptscope_decryption_failures:rate1m_avg30m_offset5m{{cause="{CAUSE}"}}'
+    query = urllib.parse.urlencode({"query": expr})
+    result = http_json(f"{PROMETHEUS}/api/v1/query?{query}")["data"]["result"]
+    baseline_per_s = max((float(r["value"][1]) for r in result), default=0.0)
+    return max(50, math.ceil(baseline_per_s * 5))
+
+
 def prometheus_alerts(name: str) -> list[dict]:
     body = http_json(f"{PROMETHEUS}/api/v1/alerts")
     return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name]
@@ -179,7 +191,8 @@ def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
     env = running_pipeline
     # Baseline: a trickle of the cause for 40s (4 in-stream windows), then a spike.
     replay(env, failure_lines(40, 0), 1, tmp_path / "baseline.log")
-    replay(env, failure_lines(1500, 1000), 25, tmp_path / "spike.log")
+    rate = spike_rate()
+    replay(env, failure_lines(rate * 60, 1000), rate, tmp_path / "spike.log")
 
     firing = wait_for(
         "DecryptionFailureSpike to fire in Prometheus",

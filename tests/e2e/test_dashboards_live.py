@@ -18,6 +18,7 @@ from test_alert_e2e import (  # the same real pipeline as the alert test
     pipeline_env,  # noqa: F401  (fixture)
     replay,
     running_pipeline,  # noqa: F401  (fixture)
+    spike_rate,
     wait_for,
 )
 
@@ -104,30 +105,34 @@ def test_every_panel_query_returns_data(running_pipeline: dict[str, str], tmp_pa
     )
     replay(env, other + "not a PAN-OS line\n", 50, tmp_path / "other.log")
     replay(env, failure_lines(40, 0), 2, tmp_path / "baseline.log")
-    replay(env, failure_lines(1500, 5000), 25, tmp_path / "spike.log")
-
-    prom = targets("prometheus")
-    assert len(prom) >= 15
-    pending = {f"{name} [{t['refId']}]": t["expr"] for name, t in prom}
-
-    def resolve() -> bool:
-        for key, expr in list(pending.items()):
-            if prom_has_data(expr):
-                del pending[key]
-        return not pending
-
-    try:
-        wait_for("every Prometheus panel to have data", resolve, 180, 5)
-    except AssertionError:
-        pytest.fail(f"Prometheus panels without data: {json.dumps(pending, indent=1)}")
+    rate = spike_rate()
+    replay(env, failure_lines(rate * 60, 5000), rate, tmp_path / "spike.log")
 
     settings = load_settings(env={})
     client = Elasticsearch(settings.es_url)
     index = env["DECRYPTSCOPE_INDEX_PREFIX"]
     es_targets = targets("elasticsearch")
     assert len(es_targets) >= 5
+    es_pending = dict(es_targets)
+    prom = targets("prometheus")
+    assert len(prom) >= 15
+    prom_pending = {f"{name} [{t['refId']}]": t["expr"] for name, t in prom}
+
+    def resolve() -> bool:
+        for key, expr in list(prom_pending.items()):
+            if prom_has_data(expr):
+                del prom_pending[key]
+        for key, target in list(es_pending.items()):
+            if es_has_data(client, index, target):
+                del es_pending[key]
+        return not prom_pending and not es_pending
+
     try:
-        for name, target in es_targets:
-            wait_for(name, lambda t=target: es_has_data(client, index, t), 90, 3)
+        wait_for("every panel to have data", resolve, 180, 5)
+    except AssertionError:
+        pytest.fail(
+            f"Prometheus panels without data: {json.dumps(prom_pending, indent=1)}\n"
+            f"Elasticsearch panels without data: {sorted(es_pending)}"
+        )
     finally:
         client.close()

@@ -23,6 +23,38 @@ def test_iter_events_groups_session_outputs() -> None:
     assert events[0][1].splitlines()[1] == "Session 318075"
 
 
+def test_iter_events_keeps_a_session_output_with_blank_lines_whole() -> None:
+    # The Japanese KB edition pads its sections with blank lines.
+    path = GOLDEN / "diagnosis" / "inbound-proxy-handshake-failure-ja.log"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    events = list(iter_events(lines))
+    assert [n for n, _ in events] == [2]
+    text = events[0][1]
+    assert text.splitlines()[0] == "admin@firewall> show session id 318075"
+    assert text.rstrip().endswith("end-reason                           : policy-deny")
+    ((_, record),) = list(iter_records(lines))
+    assert record["type"] == "SESSION"
+    assert record["sessionid"] == 318075
+    assert (record["src"], record["natdst"], record["natdport"]) == (
+        "200.0.0.1",
+        "192.168.1.100",
+        25,
+    )
+    assert record["tracker_stage_firewall"] == "proxy decrypt failure"
+    assert record["session_end_reason"] == "policy-deny"
+
+
+def test_iter_events_ends_a_session_output_at_the_next_output_or_log_line() -> None:
+    first = ["> show session id 1", "", "Session 1", "", "  c2s flow:", "    source: 192.0.2.1"]
+    second = ["Session 2", "", "  end-reason : aged-out"]
+    events = list(iter_events([*first, "", *second, "", "", DEC, "Session 3", "", ""]))
+    assert [n for n, _ in events] == [1, 8, 13, 14]
+    assert events[0][1] == "\n".join(first)
+    assert events[1][1] == "\n".join(second)
+    assert events[2][1] == DEC
+    assert events[3][1] == "Session 3"
+
+
 def test_iter_events_skips_blank_and_comment_lines() -> None:
     events = list(iter_events(["# c", "", DEC, "  ", DEC]))
     assert [n for n, _ in events] == [3, 5]
