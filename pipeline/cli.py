@@ -40,13 +40,20 @@ def _add_stack(sub: argparse._SubParsersAction) -> None:
 
 # --- streaming: ingest, worker, setup, retention, replay, demo ----------------------------
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
     from pipeline import ingest
 
+    if args.spool:
+        settings = dataclasses.replace(settings, spool_dir=args.spool)
     return ingest.main(settings)
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="syslog UDP/TCP/TLS listeners -> Kafka panos.raw")
+    p.add_argument(
+        "--spool", metavar="DIR", help="write accepted messages to this disk queue first"
+    )
     p.set_defaults(handler=cmd_ingest)
 
 

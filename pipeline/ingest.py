@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import Any
 
 from pipeline import kafka_config
 from pipeline.metrics import METRICS, Metrics, serve_metrics
@@ -35,9 +36,16 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     await asyncio.to_thread(kafka_config.preflight, settings, "ingest")
-    publisher = Publisher(settings)
+    publisher = _publisher(settings)
     await asyncio.to_thread(publisher.start_producer)
-    publisher.start()
+    recovered = publisher.start()
+    if recovered:
+        print(
+            f"decryptscope ingest: publishing {recovered} messages left in the spool "
+            f"{settings.spool_dir} by the previous run",
+            file=sys.stderr,
+            flush=True,
+        )
     server = SyslogServer(settings, publisher, metrics)
     await server.start()
     gauge = metrics.ingest_buffer_bytes
@@ -65,7 +73,25 @@ async def serve(
                 "at shutdown",
                 file=sys.stderr,
             )
+        received = server.stats.received
+        print(
+            f"decryptscope ingest: stopped; accepted {sum(received.values())} messages "
+            f"(udp {received['udp']}, tcp {received['tcp']}, tls {received['tls']}), "
+            f"{publisher.stats.published} acknowledged by Kafka",
+            file=sys.stderr,
+            flush=True,
+        )
     return server
+
+
+def _publisher(settings: Settings) -> Any:
+    """The Kafka publisher, behind the disk spool when ``spool_dir`` is set."""
+    publisher = Publisher(settings)
+    if not settings.spool_dir:
+        return publisher
+    from pipeline.syslog.spool import Spool, SpoolingPublisher
+
+    return SpoolingPublisher(publisher, Spool(settings.spool_dir, settings.spool_max_bytes))
 
 
 def main(settings: Settings) -> int:

@@ -266,7 +266,7 @@ def validate(settings: Settings) -> None:
         "correlation_max_entries", "alert_window_s", "alert_baseline_windows",
         "alert_min_count", "alert_ratio", "alert_sigma", "topic_partitions",
         "topic_replication", "alert_new_cause_min_count",
-        "alert_cooldown_windows", "alert_max_servers",
+        "alert_cooldown_windows", "alert_max_servers", "spool_max_bytes",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

@@ -21,9 +21,9 @@ _IPV4 = re.compile(
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
 )
 _OFFSET = re.compile(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?")
-_EPOCH_MS = 100_000_000_000
+_EPOCH_MS = 100_000_000_000  # beyond this an epoch number is in milliseconds
 _pton = socket.inet_pton
-_AF_INET = socket.AF_INET  # beyond this an epoch number is in milliseconds
+_AF_INET = socket.AF_INET
 
 # Other renderings: Sekoia/older CSV ("9/16/19 10:00"), CEF ("Mar 01 2021 20:35:54"),
 # "show session id" ("Wed Apr 17 14:04:30 2019"), fractional PAN-OS time.

@@ -1,8 +1,10 @@
 """The ``process`` agent: ``panos.raw`` -> parse, diagnose, correlate, ECS -> ``panos.events``.
 
 A message that cannot be processed becomes a dead letter on ``panos.dlq`` with its reason;
-the stream carries on. Correlation entries live in a changelogged Faust table keyed
-``serial:sessionid`` (the raw topic is keyed by serial, so a session's lines share a partition).
+the stream carries on. Sends go to Faust's producer buffer (``send_soon``): Faust flushes that
+buffer before it commits offsets, so an offset is committed only once its outputs are in
+Kafka. Correlation entries live in a changelogged Faust table keyed ``serial:sessionid`` (the
+raw topic is keyed by serial, so a session's lines share a partition).
 """
 
 from __future__ import annotations
@@ -49,12 +51,13 @@ def register(
                     partition=message.partition,
                     offset=message.offset,
                 )
-                await topics.dlq.send(key=event.key, value=deadletter.encode(letter))
+                topics.dlq.send_soon(key=event.key, value=deadletter.encode(letter))
                 observe_dead_letter(metrics, letter["stage"], letter["error_type"])
                 yield 0
                 continue
             for out in outgoing:
-                await topics.events.send(
+                # buffered (Faust flushes its producer before committing offsets)
+                topics.events.send_soon(
                     key=out.key, value=out.value, headers={DOC_ID_HEADER: out.doc_id}
                 )
             metrics.events_published.inc(len(outgoing))

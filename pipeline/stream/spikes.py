@@ -27,14 +27,6 @@ def register(
 ) -> Any:
     """Add the spike agent, its baseline table and window timer to ``app``; returns the agent."""
     baselines = app.Table("spike-baselines", partitions=settings.topic_partitions)
-    # Named after the app id: two deployments reading one events topic must not share it.
-    by_cause = app.topic(
-        f"{app.conf.id}-spikes-by-cause-repartition",
-        internal=True,
-        partitions=settings.topic_partitions,
-        key_serializer="raw",
-        value_serializer="json",
-    )
     detector = SpikeDetector(AlertConfig.from_settings(settings), load=baselines.get)
     writer: list[Any] = []
 
@@ -51,11 +43,11 @@ def register(
                 )
             await writer[0].write([(alert["id"], alert) for alert in alerts])
 
-    @app.agent(events_topic, name="spikes")
+    # The repartition topic is named after the agent: with the app id in it, two deployments
+    # reading one events topic do not share it.
+    @app.agent(events_topic, name=f"{app.conf.id}-spikes")
     async def detect_spikes(stream: Any) -> None:
-        async for event in stream.filter(_cause_of).group_by(
-            _cause_of, name="spikes-by-cause", topic=by_cause
-        ):
+        async for event in stream.filter(_cause_of).group_by(_cause_of, name="spikes-by-cause"):
             failure = failure_from_event(event) if _cause_of(event) else None
             if failure is None:
                 continue

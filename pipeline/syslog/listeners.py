@@ -59,7 +59,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         data = data.rstrip(b"\r\n\x00")
         if not data:
             return
-        self.publisher.offer(data, kafka_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms(), cut)
+        self.publisher.offer(
+            data, kafka_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms(), cut=cut
+        )
 
 
 class _StreamProtocol(asyncio.Protocol):
@@ -75,6 +77,9 @@ class _StreamProtocol(asyncio.Protocol):
         self.ip = ""
         self.last_seen = time.monotonic()
         self.paused = False
+        # Set when we close the connection (shutdown): an unterminated tail is then a message
+        # the sender had not finished, not one to publish.
+        self.cut_off = False
         metrics = server.metrics
         self._received = metrics.syslog_messages.labels(transport_name)
         self._truncated = metrics.syslog_dropped.labels(transport_name, "oversized")
@@ -117,7 +122,11 @@ class _StreamProtocol(asyncio.Protocol):
         sender = self.sender
         now = _now_ms()
         for message in messages:
-            offer(message, kafka_key(message, ip), sender, now, type(message) is Cut)
+            if type(message) is Cut:  # the Kafka client takes plain bytes only
+                whole = bytes(message)
+                offer(whole, kafka_key(whole, ip), sender, now, cut=True)
+            else:
+                offer(message, kafka_key(message, ip), sender, now)
         self.server.stats.received[self.name] += len(messages)
         self._received.inc(len(messages))
 
@@ -130,7 +139,7 @@ class _StreamProtocol(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        rest = self.framer.flush()
+        rest = [] if self.cut_off else self.framer.flush()
         if rest:
             self._publish(rest)
         self.server.stats.bad_frames += self.framer.bad_frames
@@ -227,6 +236,7 @@ class SyslogServer:
             self._udp.close()
         for conn in list(self.connections):
             if conn.transport is not None:
+                conn.cut_off = True
                 if conn.paused:
                     conn.transport.resume_reading()
                 conn.transport.close()

@@ -81,6 +81,8 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room_waiters: list[Callable[[], None]] = []
         self._closed = False
+        # Called with an offer's ``token`` once Kafka acknowledged it (the disk spool).
+        self.on_acked: Callable[[Any], None] | None = None
 
     # --- the event-loop side ----------------------------------------------------------------
     @property
@@ -103,7 +105,14 @@ class Publisher:
         self._thread.start()
 
     def offer(
-        self, value: bytes, key: bytes, sender: str, received_ms: int, cut: bool = False
+        self,
+        value: bytes,
+        key: bytes,
+        sender: str,
+        received_ms: int,
+        *,
+        cut: bool = False,
+        token: Any = None,
     ) -> None:
         """Accept one message; never blocks, never refuses (callers check ``full`` first).
 
@@ -116,7 +125,7 @@ class Publisher:
         headers = [("sender", sender.encode()), ("received_at", str(received_ms).encode())]
         if cut:
             headers.append((CUT_HEADER, str(len(value)).encode()))
-        self._queue.put((value, key, headers, size))
+        self._queue.put((value, key, headers, size, token))
 
     def when_room(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the loop) once the buffer is below its low-water mark."""
@@ -159,13 +168,13 @@ class Publisher:
             item = get()
             if item is _STOP:
                 break
-            value, key, headers, size = item
+            value, key, headers, size, token = item
             try:
                 future = send(topic, value=value, key=key, headers=headers)
             except Exception:
                 self._failed(item)
                 continue
-            future.add_callback(self._sent, size)
+            future.add_callback(self._sent, size, token)
             future.add_errback(self._send_failed, item)
         try:
             self._producer.flush(10)
@@ -181,7 +190,9 @@ class Publisher:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake_waiters)
 
-    def _sent(self, size: int, _metadata: Any) -> None:
+    def _sent(self, size: int, token: Any, _metadata: Any) -> None:
+        if token is not None and self.on_acked is not None:
+            self.on_acked(token)
         self.stats.published += 1
         self._release(size)
 

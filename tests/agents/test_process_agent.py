@@ -46,13 +46,14 @@ def app_and_sent(tmp_path, request):
     sent: dict[str, list[dict]] = {"events": [], "dlq": []}
 
     def recorder(name):
-        async def send(key=None, value=None, headers=None, **_kwargs):
+        def send_soon(key=None, value=None, headers=None, **_kwargs):
             sent[name].append({"key": key, "value": orjson.loads(value), "headers": headers})
 
-        return send
+        return send_soon
 
-    parts["topics"].events.send = recorder("events")
-    parts["topics"].dlq.send = recorder("dlq")
+    # the producer is not under test here
+    parts["topics"].events.send_soon = recorder("events")
+    parts["topics"].dlq.send_soon = recorder("dlq")
     return app, sent
 
 

@@ -25,14 +25,12 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer
 
 from pipeline.resources import ROOT
-from pipeline.settings import load_settings
+from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SAMPLE = ROOT / "tests" / "golden" / "decryption-10.2-forward-unknown-ca.log"
 CAUSE = "server-cert-untrusted-issuer"
-PROMETHEUS = "http://127.0.0.1:9090"
-ALERTMANAGER = "http://127.0.0.1:9093"
 
 
 def http_json(url: str) -> object:
@@ -79,12 +77,17 @@ def failure_lines(count: int, first: int) -> str:
 
 
 @pytest.fixture
-def pipeline_env(tmp_path: Path) -> dict[str, str]:
-    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+def pipeline_env(
+    tmp_path: Path, run_prefix: str, settings: Settings, prometheus_url: str, alertmanager_url: str
+) -> dict[str, str]:
+    # Everything this test creates starts with run_prefix: the session cleans it up.
+    prefix = f"{run_prefix}-{uuid.uuid4().hex[:4]}"
     syslog_port = free_port()
     env = dict(os.environ)
     env.update(
         {
+            "DECRYPTSCOPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "DECRYPTSCOPE_ES_URL": settings.es_url,
             "DECRYPTSCOPE_TOPIC_RAW": f"{prefix}.raw",
             "DECRYPTSCOPE_TOPIC_EVENTS": f"{prefix}.events",
             "DECRYPTSCOPE_TOPIC_ALERTS": f"{prefix}.alerts",
@@ -104,12 +107,15 @@ def pipeline_env(tmp_path: Path) -> dict[str, str]:
     )
     env["E2E_PREFIX"] = prefix
     env["E2E_SYSLOG"] = f"tcp://127.0.0.1:{syslog_port}"
+    env["E2E_PROMETHEUS"] = prometheus_url.rstrip("/")
+    env["E2E_ALERTMANAGER"] = alertmanager_url.rstrip("/")
     return env
 
 
 @pytest.fixture
-def running_pipeline(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    settings = load_settings(env={})
+def running_pipeline(
+    pipeline_env: dict[str, str], tmp_path: Path, settings: Settings
+) -> Iterator[dict[str, str]]:
     for port in (settings.web_port, settings.ingest_metrics_port):
         assert port_free(port), f"port {port} is taken: stop the running worker/ingest first"
     decryptscope = [sys.executable, "-m", "pipeline"]
@@ -164,41 +170,41 @@ def replay(env: dict[str, str], text: str, rate: int, path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def spike_rate() -> int:
+def spike_rate(prometheus: str) -> int:
     """Failures per second for one minute that make a spike by the shipped rule (more than 3x
     the cause's baseline), however much of the cause earlier runs left in the stack's
     Prometheus."""
     expr = f'cause:decryptscope_decryption_failures:rate1m_avg30m_offset5m{{cause="{CAUSE}"}}'
     query = urllib.parse.urlencode({"query": expr})
-    result = http_json(f"{PROMETHEUS}/api/v1/query?{query}")["data"]["result"]
+    result = http_json(f"{prometheus}/api/v1/query?{query}")["data"]["result"]
     baseline_per_s = max((float(r["value"][1]) for r in result), default=0.0)
     return max(50, math.ceil(baseline_per_s * 5))
 
 
-def prometheus_alerts(name: str) -> list[dict]:
-    body = http_json(f"{PROMETHEUS}/api/v1/alerts")
+def prometheus_alerts(prometheus: str, name: str) -> list[dict]:
+    body = http_json(f"{prometheus}/api/v1/alerts")
     return [a for a in body["data"]["alerts"] if a["labels"].get("alertname") == name]
 
 
-def alertmanager_alerts(name: str) -> list[dict]:
+def alertmanager_alerts(alertmanager: str, name: str) -> list[dict]:
     query = urllib.parse.urlencode({"filter": f'alertname="{name}"', "active": "true"})
-    return http_json(f"{ALERTMANAGER}/api/v2/alerts?{query}")
+    return http_json(f"{alertmanager}/api/v2/alerts?{query}")
 
 
 def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
-    running_pipeline: dict[str, str], tmp_path: Path
+    running_pipeline: dict[str, str], tmp_path: Path, settings: Settings
 ):
     env = running_pipeline
     # Baseline: a trickle of the cause for 40s (4 in-stream windows), then a spike.
     replay(env, failure_lines(40, 0), 1, tmp_path / "baseline.log")
-    rate = spike_rate()
+    rate = spike_rate(env["E2E_PROMETHEUS"])
     replay(env, failure_lines(rate * 60, 1000), rate, tmp_path / "spike.log")
 
     firing = wait_for(
         "DecryptionFailureSpike to fire in Prometheus",
         lambda: [
             a
-            for a in prometheus_alerts("DecryptionFailureSpike")
+            for a in prometheus_alerts(env["E2E_PROMETHEUS"], "DecryptionFailureSpike")
             if a["state"] == "firing" and a["labels"].get("cause") == CAUSE
         ],
         180,
@@ -210,7 +216,7 @@ def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
         "the alert in Alertmanager",
         lambda: [
             a
-            for a in alertmanager_alerts("DecryptionFailureSpike")
+            for a in alertmanager_alerts(env["E2E_ALERTMANAGER"], "DecryptionFailureSpike")
             if a["labels"].get("cause") == CAUSE
         ],
         90,
@@ -220,7 +226,7 @@ def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
 
     consumer = KafkaConsumer(
         env["DECRYPTSCOPE_TOPIC_ALERTS"],
-        bootstrap_servers=load_settings(env={}).kafka_bootstrap,
+        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
         value_deserializer=orjson.loads,
@@ -242,7 +248,7 @@ def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
     assert spike["remediation"]
     assert spike["sample_event_ids"][0].startswith("013201000001:DECRYPTION:")
 
-    es = Elasticsearch(load_settings(env={}).es_url)
+    es = Elasticsearch(settings.es_url)
     try:
         indexed = wait_for(
             "the in-stream alert in the alerts index",

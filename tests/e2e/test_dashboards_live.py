@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 from test_alert_e2e import (  # the same real pipeline as the alert test
-    PROMETHEUS,
     failure_lines,
     http_json,
     pipeline_env,  # noqa: F401  (fixture)
@@ -23,7 +22,7 @@ from test_alert_e2e import (  # the same real pipeline as the alert test
 )
 
 from pipeline.resources import GRAFANA, ROOT
-from pipeline.settings import load_settings
+from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,9 +43,9 @@ def targets(datasource: str) -> list[tuple[str, dict]]:
     return out
 
 
-def prom_has_data(expr: str) -> bool:
+def prom_has_data(prometheus: str, expr: str) -> bool:
     query = urllib.parse.urlencode({"query": expr})
-    body = http_json(f"{PROMETHEUS}/api/v1/query?{query}")
+    body = http_json(f"{prometheus}/api/v1/query?{query}")
     return any(value["value"][1] not in {"NaN", "+Inf", "-Inf"} for value in body["data"]["result"])
 
 
@@ -95,7 +94,11 @@ def es_has_data(client: Elasticsearch, index: str, target: dict[str, Any]) -> bo
     return bool(result["aggregations"][first]["buckets"])
 
 
-def test_every_panel_query_returns_data(running_pipeline: dict[str, str], tmp_path: Path):  # noqa: F811
+def test_every_panel_query_returns_data(
+    running_pipeline: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    settings: Settings,
+):
     env = running_pipeline
     other = "".join(
         line + "\n"
@@ -105,10 +108,9 @@ def test_every_panel_query_returns_data(running_pipeline: dict[str, str], tmp_pa
     )
     replay(env, other + "not a PAN-OS line\n", 50, tmp_path / "other.log")
     replay(env, failure_lines(40, 0), 2, tmp_path / "baseline.log")
-    rate = spike_rate()
+    rate = spike_rate(env["E2E_PROMETHEUS"])
     replay(env, failure_lines(rate * 60, 5000), rate, tmp_path / "spike.log")
 
-    settings = load_settings(env={})
     client = Elasticsearch(settings.es_url)
     index = env["DECRYPTSCOPE_INDEX_PREFIX"]
     es_targets = targets("elasticsearch")
@@ -120,7 +122,7 @@ def test_every_panel_query_returns_data(running_pipeline: dict[str, str], tmp_pa
 
     def resolve() -> bool:
         for key, expr in list(prom_pending.items()):
-            if prom_has_data(expr):
+            if prom_has_data(env["E2E_PROMETHEUS"], expr):
                 del prom_pending[key]
         for key, target in list(es_pending.items()):
             if es_has_data(client, index, target):

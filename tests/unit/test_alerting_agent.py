@@ -31,7 +31,8 @@ async def test_a_spike_in_the_stream_becomes_an_alert():
             "DECRYPTSCOPE_ALERTS_INDEX": "",
         }
     )
-    app = faust.App("test-spikes", broker="kafka://127.0.0.1:9092", store="memory://")
+    # No broker behind this address: the test context needs none.
+    app = faust.App("test-spikes", broker="kafka://127.0.0.1:1", store="memory://")
     events = app.topic("test-events", value_serializer="json")
     alerts = app.topic("test-alerts", value_serializer="json")
     metrics = build_metrics(CollectorRegistry())
