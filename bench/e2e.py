@@ -262,10 +262,24 @@ def main() -> int:
         run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir, roles
     )
     print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
-    client = make_client(base, asynchronous=False)
-    client.options(ignore_status=404).indices.delete(index=f"{tag}*")
-    client.close()
+    cleanup(base, tag)
     return 0
+
+
+def cleanup(base: Settings, tag: str) -> None:
+    """Remove the run's indices, templates and topics (Faust's internal ones included)."""
+    from kafka.admin import KafkaAdminClient
+
+    client = make_client(base, asynchronous=False).options(ignore_status=404)
+    client.indices.delete(index=f"{tag}*", expand_wildcards="all")
+    client.indices.delete_index_template(name=f"{tag}*")
+    client.cluster.delete_component_template(name=f"{tag}*")
+    client.close()
+    admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+    ours = [t for t in admin.list_topics() if t.startswith(tag) or t.startswith(f"spikes-{tag}")]
+    if ours:
+        admin.delete_topics(ours)
+    admin.close()
 
 
 if __name__ == "__main__":

@@ -426,14 +426,20 @@ def to_ecs(
 
     # --- related --------------------------------------------------------------------------
     related: dict[str, list[str]] = {}
-    ips = []
-    for ip in (src, dst, natsrc, natdst):
-        if ip and ip not in _UNSET_IPS and ip not in ips:
-            ips.append(ip)
+    # Spelt out rather than looped or comprehended: this runs for every event.
+    ips = [src] if src and src not in _UNSET_IPS else []
+    if dst and dst not in _UNSET_IPS and dst not in ips:
+        ips.append(dst)
+    if natsrc and natsrc not in ips:
+        ips.append(natsrc)
+    if natdst and natdst not in ips:
+        ips.append(natdst)
     if ips:
         related["ip"] = ips
-    if host or sni:
-        related["hosts"] = [h for h in (host, sni) if h] if host != sni else [host]
+    if host:
+        related["hosts"] = [host, sni] if sni and sni != host else [host]
+    elif sni:
+        related["hosts"] = [sni]
     fingerprint = get("fingerprint")
     if fingerprint:
         related["hash"] = [fingerprint.lower()]

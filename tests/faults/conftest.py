@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import FAULT_COMPONENTS, fault_stack_settings
 from stack_plugin import private_stack
 
+from pipeline import stack as stack_mod
 from pipeline.settings import Settings
 
 
@@ -23,3 +24,11 @@ def fault_stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     own = fault_stack_settings(settings, tmp_path_factory.mktemp("fault-stack"))
     with private_stack(own, FAULT_COMPONENTS) as running:
         yield running
+
+
+@pytest.fixture
+def running_fault_stack(fault_stack: Settings) -> Settings:
+    """The fault stack with both servers serving (a scenario that failed half-way may have
+    left one stopped)."""
+    stack_mod.up(fault_stack, list(FAULT_COMPONENTS), say=lambda _m: None)
+    return fault_stack

@@ -102,15 +102,18 @@ def elasticsearch_stopped(
     stack_mod.down(stack, ["elasticsearch"], purge=False, say=_quiet)
     fault = time.monotonic()
     max_rss, max_lag = rss_before, 0
-    while time.monotonic() - fault < down_s:
-        p.check_alive("ingest", "worker0")
-        max_rss = max(max_rss, rss_bytes(worker_pid))
-        max_lag = max(max_lag, consumer_lag(p.settings))
-        time.sleep(2)
-    errors_during = (
-        metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total") - errors_before
-    )
-    stack_mod.up(stack, ["elasticsearch"], say=_quiet)
+    try:
+        while time.monotonic() - fault < down_s:
+            p.check_alive("ingest", "worker0")
+            max_rss = max(max_rss, rss_bytes(worker_pid))
+            max_lag = max(max_lag, consumer_lag(p.settings))
+            time.sleep(2)
+        errors_during = (
+            metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total")
+            - errors_before
+        )
+    finally:
+        stack_mod.up(stack, ["elasticsearch"], say=_quiet)
     sender.join()
     assert sender.error is None, sender.error
     recover = _drain(p, events, fault, "ingest", "worker0")

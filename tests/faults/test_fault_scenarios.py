@@ -23,12 +23,12 @@ def check(result: scenarios.Result) -> None:
     assert out.dead_lettered == 0, result
 
 
-def test_kafka_broker_killed_and_restarted(fault_stack, tmp_path) -> None:
-    check(scenarios.kafka_broker_sigkill(fault_stack, tmp_path, EVENTS, RATE))
+def test_kafka_broker_killed_and_restarted(running_fault_stack, tmp_path) -> None:
+    check(scenarios.kafka_broker_sigkill(running_fault_stack, tmp_path, EVENTS, RATE))
 
 
-def test_elasticsearch_stopped_for_a_minute(fault_stack, tmp_path) -> None:
-    result = scenarios.elasticsearch_stopped(fault_stack, tmp_path, EVENTS, RATE)
+def test_elasticsearch_stopped_for_a_minute(running_fault_stack, tmp_path) -> None:
+    result = scenarios.elasticsearch_stopped(running_fault_stack, tmp_path, EVENTS, RATE)
     check(result)
     assert result.notes["bulk_errors_while_down"] > 0  # the backoff shows in the metrics
     assert result.notes["max_group_lag"] > 0  # so does the lag
@@ -36,24 +36,24 @@ def test_elasticsearch_stopped_for_a_minute(fault_stack, tmp_path) -> None:
     assert peak < before + 512  # nothing piles up in the worker while it waits
 
 
-def test_worker_killed_mid_batch_and_restarted(fault_stack, tmp_path) -> None:
-    result = scenarios.worker_sigkill(fault_stack, tmp_path, EVENTS, RATE)
+def test_worker_killed_mid_batch_and_restarted(running_fault_stack, tmp_path) -> None:
+    result = scenarios.worker_sigkill(running_fault_stack, tmp_path, EVENTS, RATE)
     check(result)
     assert result.notes["correlation_count_after_restart"] == 2
 
 
-def test_ingest_sigterm_publishes_what_it_accepted(fault_stack, tmp_path) -> None:
-    result = scenarios.ingest_sigterm(fault_stack, tmp_path, EVENTS, RATE)
+def test_ingest_sigterm_publishes_what_it_accepted(running_fault_stack, tmp_path) -> None:
+    result = scenarios.ingest_sigterm(running_fault_stack, tmp_path, EVENTS, RATE)
     check(result)
     assert 0 < result.notes["accepted_before_stop"] < EVENTS
     assert result.notes["missing_of_accepted"] == 0
 
 
-def test_ingest_sigkill_with_spool_loses_nothing_it_accepted(fault_stack, tmp_path) -> None:
-    result = scenarios.ingest_sigkill_with_spool(fault_stack, tmp_path, EVENTS, RATE)
+def test_ingest_sigkill_with_spool_loses_nothing_it_accepted(running_fault_stack, tmp_path) -> None:
+    result = scenarios.ingest_sigkill_with_spool(running_fault_stack, tmp_path, EVENTS, RATE)
     check(result)
     assert result.notes["spooled_at_kill"] > 0  # the kill did catch messages only on disk
 
 
-def test_one_of_two_workers_killed_the_other_takes_over(fault_stack, tmp_path) -> None:
-    check(scenarios.worker_of_two_sigkill(fault_stack, tmp_path, EVENTS, RATE))
+def test_one_of_two_workers_killed_the_other_takes_over(running_fault_stack, tmp_path) -> None:
+    check(scenarios.worker_of_two_sigkill(running_fault_stack, tmp_path, EVENTS, RATE))

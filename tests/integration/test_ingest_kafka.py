@@ -4,6 +4,7 @@ backpressure on TCP when the buffer is full, counted drops on UDP, none lost on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import ssl
@@ -195,3 +196,45 @@ async def test_connection_cap_and_idle_timeout(settings, topic) -> None:
     finally:
         await server.stop()
         await publisher.close(10)
+
+
+async def test_tls_client_certificates_are_required_when_a_client_ca_is_set(
+    settings, topic, tls_files, tmp_path
+) -> None:
+    cert, key = tls_files
+    client_cert, client_key = tmp_path / "client.pem", tmp_path / "client-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=firewall-1", "-keyout", str(client_key), "-out", str(client_cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    s = ingest_settings(
+        settings,
+        topic,
+        syslog_tls_cert=cert,
+        syslog_tls_key=key,
+        syslog_tls_client_ca=str(client_cert),  # self-signed: its own CA
+    )
+    publisher = Publisher(s)
+    await asyncio.to_thread(publisher.start_producer)
+    publisher.start()
+    server = SyslogServer(s, publisher, build_metrics(CollectorRegistry()))
+    await server.start(udp=False, tcp=False)
+    try:
+        anonymous = ssl.create_default_context(cafile=cert)
+        # With TLS 1.3 the client may finish its side of the handshake before the server
+        # refuses it: then the refusal shows as an alert or an end of stream on read.
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            reader, writer = await asyncio.open_connection(*server.addresses["tls"], ssl=anonymous)
+            writer.write(line(1) + b"\n")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        trusted = ssl.create_default_context(cafile=cert)
+        trusted.load_cert_chain(str(client_cert), str(client_key))
+        await send_tcp(server.addresses["tls"], line(2) + b"\n", trusted)
+        await asyncio.sleep(0.5)
+    finally:
+        await server.stop()
+        assert await publisher.close(30)
+    assert [m.value for m in consume(settings, topic, 1)] == [line(2)]
+    assert server.stats.received["tls"] == 1
