@@ -327,6 +327,7 @@ class Metrics:
     alerts: Counter
     consumer_lag: Gauge
     ingest_buffer_bytes: Gauge
+    correlation_evicted: Counter
 
 
 def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = True) -> Metrics:
@@ -404,6 +405,10 @@ def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = Tr
         ),
         ingest_buffer_bytes=gauge(
             "ingest_buffer_bytes", "Bytes waiting in the ingest's Kafka producer buffer."
+        ),
+        correlation_evicted=counter(
+            "correlation_evicted",
+            "Sessions dropped from the correlation table to stay within correlation_max_entries.",
         ),
     )
     if prime:

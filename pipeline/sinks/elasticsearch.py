@@ -6,7 +6,9 @@ duplicating. A whole request that fails on a connection error, a 429 or a 5xx is
 exponential backoff (forever unless ``bulk_max_retries`` is set), and so is every single item
 answered 429/5xx. Items Elasticsearch refuses for good (mapping errors and the like) are
 returned as ``Rejected`` for the caller to dead-letter. ``write`` returns only when every
-document is indexed or rejected.
+document is indexed or rejected. ``write_encoded`` does the same for documents that are already
+JSON (the events topic's values), with their index and id known: their bytes go into the bulk
+body as they are, with no decoding and re-encoding.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Rejected:
     """A document Elasticsearch refused for a reason a retry will not fix."""
 
     doc_id: str
-    document: dict[str, Any]
+    document: Any  # the dict given to ``write``, the bytes given to ``write_encoded``
     status: int
     error_type: str
     reason: str
@@ -46,6 +48,12 @@ def index_for(document: dict[str, Any], prefix: str) -> str:
     except (TypeError, ValueError):
         when = datetime.now(UTC)
     return f"{prefix}-{when:%Y.%m.%d}"
+
+
+def encoded_pair(doc_id: str, index: str, source: bytes) -> bytes:
+    """The two NDJSON lines of one ``index`` operation over an already encoded document."""
+    action = orjson.dumps({"index": {"_index": index, "_id": doc_id}})
+    return b"%s\n%s\n" % (action, source)
 
 
 def bulk_body(docs: Sequence[tuple[str, dict[str, Any]]], prefix: str) -> bytes:
@@ -127,21 +135,43 @@ class BulkWriter:
 
     async def write(self, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Rejected]:
         """Index (id, document) pairs; return those refused for good."""
+        dumps = orjson.dumps
+        prefix = self.prefix
+        return await self._write(
+            [
+                (doc_id, encoded_pair(doc_id, index_for(doc, prefix), dumps(doc)), doc)
+                for doc_id, doc in docs
+            ]
+        )
+
+    async def write_encoded(self, docs: Sequence[tuple[str, str, bytes]]) -> list[Rejected]:
+        """Index (id, index, JSON bytes) triples; return those refused for good.
+
+        The bytes must be one JSON object on one line (as orjson writes it)."""
+        return await self._write(
+            [
+                (doc_id, encoded_pair(doc_id, index, source), source)
+                for doc_id, index, source in docs
+            ]
+        )
+
+    async def _write(self, items: list[tuple[str, bytes, Any]]) -> list[Rejected]:
+        """(id, NDJSON of its operation, document as given) -> Rejected."""
         rejected: list[Rejected] = []
-        pending = list(docs)
+        pending = items
         attempt = 0
         m = self.metrics
         while pending:
             if attempt and self.max_retries and attempt > self.max_retries:
                 rejected.extend(
                     Rejected(i, d, 503, "retries_exhausted", "Elasticsearch kept refusing")
-                    for i, d in pending
+                    for i, _, d in pending
                 )
                 break
             started = time.perf_counter()
             try:
                 response = await self.client.bulk(
-                    operations=bulk_body(pending, self.prefix), refresh=False
+                    operations=b"".join(lines for _, lines, _ in pending), refresh=False
                 )
             except Exception as exc:
                 if not is_retriable(exc):
@@ -149,12 +179,12 @@ class BulkWriter:
                     # the culprit is alone, then reject that one.
                     if len(pending) > 1:
                         half = len(pending) // 2
-                        rejected.extend(await self.write(pending[:half]))
-                        rejected.extend(await self.write(pending[half:]))
+                        rejected.extend(await self._write(pending[:half]))
+                        rejected.extend(await self._write(pending[half:]))
                     else:
                         status = _status_of(exc) or 400
                         rejected.append(
-                            Rejected(pending[0][0], pending[0][1], status, "request", str(exc))
+                            Rejected(pending[0][0], pending[0][2], status, "request", str(exc))
                         )
                     break
                 m.es_bulk_errors.labels(
@@ -169,7 +199,7 @@ class BulkWriter:
             if not body.get("errors"):
                 m.es_documents.labels("created").inc(len(pending))
                 break
-            retry: list[tuple[str, dict[str, Any]]] = []
+            retry: list[tuple[str, bytes, Any]] = []
             ok = 0
             refused = len(rejected)
             for pair, item in zip(pending, body["items"], strict=True):
@@ -185,7 +215,7 @@ class BulkWriter:
                     retry.append(pair)
                 else:
                     reason = error.get("reason", "") if isinstance(error, dict) else str(error)
-                    rejected.append(Rejected(pair[0], pair[1], status, etype, str(reason)))
+                    rejected.append(Rejected(pair[0], pair[2], status, etype, str(reason)))
             m.es_documents.labels("created").inc(ok)
             if len(rejected) > refused:
                 m.es_documents.labels("error").inc(len(rejected) - refused)

@@ -1,15 +1,25 @@
 """The ``index`` agent: ``panos.events`` -> Elasticsearch in bulk batches.
 
-Offsets: Faust commits an event's offset once the event is acked. ``take_events`` acks a batch
-only when the agent asks for the next one, and also from its ``finally`` when the agent stops
-mid-batch. So each event gets one extra reference (``incref``) while its batch is in flight,
-released only after Elasticsearch indexed it or it was dead-lettered: a batch interrupted by a
-shutdown stays uncommitted and is consumed again (``_id`` makes that harmless).
+The process agent puts each event's document id and daily index in its headers, so the event's
+value (ECS JSON from orjson, one line) goes into the bulk body as it is; an event without them
+(another producer) is decoded to find its index, and one that is not JSON is dead-lettered.
+Up to ``MAX_IN_FLIGHT`` bulk requests run at once while the next batch is collected.
+
+Offsets: Faust commits an event's offset once the event is acked (its references are all
+released). ``take_events`` releases a batch when the agent asks for the next one, which with
+requests in flight is before the batch is indexed, and from its ``finally`` when the agent stops
+mid-batch. So each event gets ``HELD`` extra references (``incref``) while its batch is in
+flight, released only after Elasticsearch indexed it or it was dead-lettered: two, so that the
+event stays held even where nothing else referenced it (Faust's test context). A batch
+interrupted by a shutdown (its request cancelled) stays uncommitted and is consumed again
+(``_id`` makes that harmless).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import deque
 from typing import Any
 
 import orjson
@@ -17,48 +27,97 @@ import orjson
 from pipeline.metrics import METRICS, Metrics, observe_dead_letter
 from pipeline.settings import Settings
 from pipeline.sinks import deadletter
-from pipeline.sinks.elasticsearch import BulkWriter
+from pipeline.sinks.elasticsearch import BulkWriter, index_for
 from pipeline.stream.topics import Topics
 
 DOC_ID_HEADER = "doc_id"
+INDEX_HEADER = "index"
+MAX_IN_FLIGHT = 2
+HELD = 2
+
+
+def _header(headers: Any, name: str) -> Any:
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        return headers.get(name)
+    return next((v for k, v in headers if k == name), None)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def doc_id_of(event: Any) -> str:
     """The document id the process agent put in the headers (else a hash of the value)."""
-    headers = event.headers or {}
-    value = headers.get(DOC_ID_HEADER) if isinstance(headers, dict) else None
-    if value is None and not isinstance(headers, dict):
-        value = next((v for k, v in headers if k == DOC_ID_HEADER), None)
+    value = _header(event.headers, DOC_ID_HEADER)
     if value:
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return _text(value)
     return hashlib.sha1(event.value).hexdigest()
+
+
+def index_of(event: Any, prefix: str) -> str:
+    """The daily index the process agent put in the headers, else from the value's
+    ``@timestamp``; raises ``orjson.JSONDecodeError`` (a ValueError) for a value that is not
+    one line of JSON."""
+    value = event.value
+    if b"\n" in value:
+        raise orjson.JSONDecodeError("a newline in the document", "", 0)
+    index = _header(event.headers, INDEX_HEADER)
+    if index:
+        return _text(index)
+    doc = orjson.loads(value)
+    if not isinstance(doc, dict):
+        raise orjson.JSONDecodeError("not a JSON object", "", 0)
+    return index_for(doc, prefix)
 
 
 def register(
     app: Any, settings: Settings, topics: Topics, writer: BulkWriter, metrics: Metrics = METRICS
 ) -> Any:
+    prefix = writer.prefix
+
+    async def index_batch(events: list[Any], items: list[tuple[str, str, bytes]]) -> None:
+        by_id = {doc_id: event for (doc_id, _, _), event in zip(items, events, strict=False)}
+        for item in await writer.write_encoded(items):
+            reason = f"{item.status} {item.error_type}: {item.reason}"
+            await _dead_letter(topics, metrics, by_id[item.doc_id], reason)
+        for event in events:
+            _release(event)
+
     @app.agent(topics.events, name="index", concurrency=1)
     async def index(stream: Any) -> Any:
-        async for events in stream.take_events(settings.bulk_size, settings.bulk_max_latency_s):
-            for event in events:
-                event.message.incref()
-            by_id: dict[str, Any] = {}
-            docs = []
-            for event in events:
-                doc_id = doc_id_of(event)
-                try:
-                    docs.append((doc_id, orjson.loads(event.value)))
-                    by_id[doc_id] = event
-                except orjson.JSONDecodeError as exc:
-                    await _dead_letter(topics, metrics, event, f"not JSON: {exc}")
-            for item in await writer.write(docs):
-                reason = f"{item.status} {item.error_type}: {item.reason}"
-                await _dead_letter(topics, metrics, by_id[item.doc_id], reason)
-            for event in events:
-                event.ack()
-            yield len(events)
+        in_flight: deque[asyncio.Future] = deque()
+        try:
+            async for events in stream.take_events(settings.bulk_size, settings.bulk_max_latency_s):
+                for event in events:
+                    event.message.incref(HELD)
+                good: list[Any] = []
+                items: list[tuple[str, str, bytes]] = []
+                for event in events:
+                    try:
+                        index_name = index_of(event, prefix)
+                    except ValueError as exc:
+                        await _dead_letter(topics, metrics, event, f"not JSON: {exc}")
+                        _release(event)
+                        continue
+                    good.append(event)
+                    items.append((doc_id_of(event), index_name, event.value))
+                while len(in_flight) >= MAX_IN_FLIGHT:
+                    await in_flight.popleft()
+                in_flight.append(asyncio.ensure_future(index_batch(good, items)))
+                while in_flight and in_flight[0].done():
+                    in_flight.popleft().result()
+        finally:
+            for task in in_flight:
+                task.cancel()
 
     return index
+
+
+def _release(event: Any) -> None:
+    for _ in range(HELD):
+        event.ack()
 
 
 async def _dead_letter(topics: Topics, metrics: Metrics, event: Any, reason: str) -> None:

@@ -16,7 +16,7 @@ from pipeline.errors import FramingError
 from pipeline.metrics import METRICS, Metrics, observe_dead_letter
 from pipeline.settings import Settings
 from pipeline.sinks import deadletter
-from pipeline.stream.index import DOC_ID_HEADER
+from pipeline.stream.index import DOC_ID_HEADER, INDEX_HEADER
 from pipeline.stream.processing import Processor, expire
 from pipeline.stream.topics import Topics
 from pipeline.syslog.publisher import CUT_HEADER
@@ -33,22 +33,26 @@ def register(
 ) -> Any:
     sweep_every = max(1.0, settings.correlation_window_s / 4)
     next_sweep: dict[int, float] = {}
+    published = metrics.events_published
+    evicted = metrics.correlation_evicted
+    order = processor.order
 
     @app.agent(topics.raw, name="process")
     async def process(stream: Any) -> Any:
         async for event in stream.events():
             message = event.message
+            partition = message.partition
             now = time.time()
             try:
                 if event.headers:
                     _refuse_cut(event.headers)
-                outgoing = processor.handle(event.value, table, now, message.partition)
+                outgoing = processor.handle(event.value, table, now, partition)
             except Exception as exc:
                 letter = deadletter.from_error(
                     event.value,
                     exc,
                     topic=message.topic,
-                    partition=message.partition,
+                    partition=partition,
                     offset=message.offset,
                 )
                 topics.dlq.send_soon(key=event.key, value=deadletter.encode(letter))
@@ -56,15 +60,23 @@ def register(
                 yield 0
                 continue
             for out in outgoing:
-                # buffered (Faust flushes its producer before committing offsets)
+                # buffered (Faust flushes its producer before committing offsets); the index
+                # agent bulk-indexes the value as it is, under these id and index
                 topics.events.send_soon(
-                    key=out.key, value=out.value, headers={DOC_ID_HEADER: out.doc_id}
+                    key=out.key,
+                    value=out.value,
+                    headers={DOC_ID_HEADER: out.doc_id, INDEX_HEADER: out.index},
                 )
-            metrics.events_published.inc(len(outgoing))
-            if now >= next_sweep.get(message.partition, 0.0):
-                next_sweep[message.partition] = now + sweep_every
-                expire(table, now, settings.correlation_window_s, message.partition)
+            published.inc(len(outgoing))
+            if len(table) > order.max_entries:
+                evicted.inc(order.evict(table, partition))
+            if now >= next_sweep.get(partition, 0.0):
+                next_sweep[partition] = now + sweep_every
+                order.forget(
+                    partition, expire(table, now, settings.correlation_window_s, partition)
+                )
                 metrics.correlation_entries.set(len(table))
+            # one value per event: Faust's test context waits for it
             yield len(outgoing)
 
     return process

@@ -351,8 +351,7 @@ def consumer_lag(settings: Settings) -> int:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        listing = getattr(admin, "list_consumer_group_offsets", None) or admin.list_group_offsets
-        committed = listing(settings.worker_id)
+        committed = admin.list_group_offsets(settings.worker_id).get(settings.worker_id, {})
         raw = {tp: meta.offset for tp, meta in committed.items() if tp.topic == settings.topic_raw}
         ends = consumer.end_offsets(list(raw)) if raw else {}
         return sum(max(0, ends[tp] - offset) for tp, offset in raw.items())

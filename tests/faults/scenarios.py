@@ -68,10 +68,10 @@ def kafka_broker_sigkill(stack: Settings, folder: Path, events: int, rate: float
     p = Pipeline.create(stack, folder, "kafka-kill")
     p.start_ingest()
     p.start_worker(0)
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
-    _flowing(p)
     kill_server(stack, "kafka", signal.SIGKILL)
     fault = time.monotonic()
     time.sleep(3)
@@ -92,10 +92,10 @@ def elasticsearch_stopped(
     p = Pipeline.create(stack, folder, "es-stop")
     p.start_ingest()
     p.start_worker(0)
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
-    _flowing(p)
     worker_pid = p.procs["worker0"].pid
     rss_before = rss_bytes(worker_pid)
     errors_before = metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total")
@@ -138,10 +138,10 @@ def worker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> R
     traffic_id = next(iter(expected_ids([traffic])))
     # the TRAFFIC line is in the table (and its changelog) once its document is indexed
     wait_indexed(p.settings, 1, 120, lambda: p.check_alive("worker0"))
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
-    _flowing(p)
     p.kill("worker0", signal.SIGKILL)
     fault = time.monotonic()
     p.restart("worker0")
@@ -160,10 +160,10 @@ def ingest_sigterm(stack: Settings, folder: Path, events: int, rate: float) -> R
     p = Pipeline.create(stack, folder, "ingest-term")
     p.start_ingest()
     p.start_worker(0)
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 2)
-    _flowing(p)
     code = p.kill("ingest", signal.SIGTERM)
     fault = time.monotonic()
     sender.stop()
@@ -188,10 +188,10 @@ def ingest_sigkill_with_spool(stack: Settings, folder: Path, events: int, rate: 
     spool_dir = folder / "spool"
     p.start_ingest(spool=spool_dir)
     p.start_worker(0)
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
-    _flowing(p)
     kill_server(stack, "kafka", signal.SIGSTOP)
     try:
         time.sleep(5)
@@ -220,10 +220,10 @@ def worker_of_two_sigkill(stack: Settings, folder: Path, events: int, rate: floa
     p.start_worker(0)
     p.start_worker(1)
     time.sleep(10)  # both in the group before the stream starts
-    sender = Sender(p, 0, events, rate)
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
-    _flowing(p)
     p.kill("worker1", signal.SIGKILL)
     fault = time.monotonic()
     sender.join()
@@ -243,8 +243,9 @@ SCENARIOS: dict[str, Callable[..., Result]] = {
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _flowing(p: Pipeline) -> None:
-    """Faults strike a running stream: wait until the worker has indexed something."""
+def _warm(p: Pipeline) -> None:
+    """Faults strike a running stream: event 0 goes through before the stream starts."""
+    send_all(p, 0, 1)
     if wait_indexed(p.settings, 1, 180, p.check_alive) < 1:
         raise AssertionError("the pipeline indexed nothing within 180 s")
 
