@@ -3,15 +3,18 @@
 Three measurements in one run, each on its own topics and index prefix:
 
 1. ceiling: the ECS documents of the messages bulk-indexed straight into Elasticsearch by one
-   process (the same BulkWriter the worker uses), until searchable;
+   process (the same BulkWriter and request size the worker uses, two requests in flight),
+   until searchable;
 2. pipeline: the messages replayed over TCP into ``ingest`` -> Kafka -> ``worker`` -> ES, from
-   the first byte sent until the last document is searchable (events/s), and the worker's RSS;
+   the first byte sent until the last document is searchable (events/s), the workers' peak RSS
+   and the CPU time they used per event (less sensitive to a busy machine than wall time);
 3. latency: a replay at half the measured pipeline rate; send -> searchable latency (p50, p99),
    estimated by order: the i-th message counts as searchable at the first poll (every 50 ms)
    where the index holds at least i+1 documents.
 
 Messages are the parseable lines of deploy/demo/sample-traffic.log with unique sequence numbers
-and session ids. Needs the stack (``decryptscope stack up``). Usage:
+and session ids. The machine (CPU, cores, load average before and after) and the command are
+printed with the figures. Needs the stack (``decryptscope stack up``). Usage:
 
     python bench/e2e.py [--messages 60000] [--latency-seconds 10] [--partitions 2]
 """
@@ -23,6 +26,8 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -30,14 +35,13 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
-
 from pipeline import replay
 from pipeline.demo import SAMPLE, Services, free_port
 from pipeline.panos import parse_line
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
 from pipeline.stream import provision as _provision
+from pipeline.stream.index import MAX_IN_FLIGHT
 from pipeline.stream.processing import Processor
 
 
@@ -102,17 +106,23 @@ def ceiling(s: Settings, messages: list[bytes]) -> float:
     processor = Processor(s, metrics=None)
     table: dict = {}
     now = time.time()
-    docs = []
-    for m in messages:
-        for out in processor.handle(m, table, now):
-            docs.append((out.doc_id.decode(), orjson.loads(out.value)))
+    docs = [
+        (out.doc_id.decode(), out.index.decode(), out.value)
+        for m in messages
+        for out in processor.handle(m, table, now)
+    ]
     setup(s, kafka=False)
     client = make_client(s, asynchronous=False)
 
     async def index_all() -> None:
         writer = BulkWriter(make_client(s), s, index_prefix=s.index_prefix)
-        for i in range(0, len(docs), s.bulk_size):
-            await writer.write(docs[i : i + s.bulk_size])
+        batches = [docs[i : i + s.bulk_size] for i in range(0, len(docs), s.bulk_size)]
+
+        async def run(mine: list) -> None:
+            for batch in mine:
+                await writer.write_encoded(batch)
+
+        await asyncio.gather(*(run(batches[k::MAX_IN_FLIGHT]) for k in range(MAX_IN_FLIGHT)))
         await writer.client.close()
 
     started = time.perf_counter()
@@ -122,6 +132,26 @@ def ceiling(s: Settings, messages: list[bytes]) -> float:
     elapsed = time.perf_counter() - started
     client.close()
     return len(docs) / elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 class RssSampler(threading.Thread):
@@ -144,8 +174,8 @@ class RssSampler(threading.Thread):
 
 def pipeline_rate(
     s: Settings, messages: list[bytes], log_dir: Path, roles: tuple[str, ...]
-) -> tuple[float, list[int], int]:
-    """(events/s send -> searchable, peak RSS kB of each worker, documents)."""
+) -> tuple[float, list[int], list[float]]:
+    """(events/s send -> searchable, peak RSS kB and CPU µs per event of each worker)."""
     setup(s)
     client = make_client(s, asynchronous=False)
     services = Services(s, log_dir, roles=roles).start()
@@ -161,6 +191,8 @@ def pipeline_rate(
             services.check_alive()
             time.sleep(0.2)
         base = count(client, s.index_prefix)
+        pids = [services.pid(f"worker{i}") for i in range(len(roles))]
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         started = time.perf_counter()
         sender = threading.Thread(
             target=replay.replay, args=(messages, target), kwargs={"progress": False}
@@ -170,8 +202,12 @@ def pipeline_rate(
             services.check_alive()
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu_us = [
+            (cpu_seconds(pid) - before) / len(messages) * 1e6
+            for pid, before in zip(pids, cpu_before, strict=True)
+        ]
         sender.join()
-        return len(messages) / elapsed, [x.peak_kb for x in samplers], base + len(messages)
+        return len(messages) / elapsed, [x.peak_kb for x in samplers], cpu_us
     finally:
         for sampler in samplers:
             sampler.stop.set()
@@ -240,6 +276,8 @@ def main() -> int:
     tag = f"bench{time.strftime('%H%M%S')}"
     log_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-logs-"))
     messages = make_messages(args.messages)
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {machine()}; load average {load()} (1, 5, 15 min) before")
     print(
         f"{len(messages)} messages, {args.partitions} partitions, workers {roles}, "
         f"logs in {log_dir}",
@@ -249,19 +287,22 @@ def main() -> int:
     top = ceiling(run_settings(base, f"{tag}c", args.partitions), messages)
     print(f"ceiling (one process, bulk straight to ES): {top:,.0f} docs/s", flush=True)
 
-    rate, rss_kb, _ = pipeline_rate(
+    rate, rss_kb, cpu_us = pipeline_rate(
         run_settings(base, f"{tag}p", args.partitions), messages, log_dir, roles
     )
     print(f"pipeline (TCP -> ingest -> Kafka -> worker -> ES searchable): {rate:,.0f} events/s")
     print(f"pipeline / ceiling: {rate / top:.2f}")
     rss = ", ".join(f"{r} {kb / 1024:.0f} MB" for r, kb in zip(roles, rss_kb, strict=True))
     print(f"worker peak RSS: {rss}", flush=True)
+    cpu = ", ".join(f"{r} {us:,.0f} µs" for r, us in zip(roles, cpu_us, strict=True))
+    print(f"worker CPU time per event: {cpu}", flush=True)
 
     half = rate / 2
     p50, p99, n = latency(
         run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir, roles
     )
     print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
+    print(f"load average {load()} after", flush=True)
     cleanup(base, tag)
     return 0
 

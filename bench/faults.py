@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(scenarios.SCENARIOS)
     base = load_settings()
     work = Path(tempfile.mkdtemp(prefix="decryptscope-faults-"))
-    own = fault_stack_settings(base, work / "stack")
+    own = fault_stack_settings(base, work / "stack", first_offset=31_000)
     print(f"fault stack: Kafka {own.kafka_bootstrap}, Elasticsearch {own.es_url}", flush=True)
     rows: list[list[str]] = []
     failed = 0

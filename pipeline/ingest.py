@@ -95,7 +95,7 @@ def _publisher(settings: Settings) -> Any:
 
 
 def main(settings: Settings) -> int:
-    server, _thread = serve_metrics(settings.ingest_metrics_port, "127.0.0.1")
+    server, _thread = serve_metrics(settings.ingest_metrics_port, settings.ingest_metrics_bind)
     try:
         asyncio.run(serve(settings))
     finally:

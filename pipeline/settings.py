@@ -108,6 +108,8 @@ class Settings:
     spool_dir: str = ""
     spool_max_bytes: int = 1024 * 1024 * 1024
     ingest_linger_ms: int = 10
+    # Address of the ingest's /metrics (0.0.0.0 where Prometheus scrapes from elsewhere).
+    ingest_metrics_bind: str = "127.0.0.1"
 
     # --- worker ---------------------------------------------------------------------------
     worker_id: str = "decryptscope"

@@ -43,6 +43,11 @@ class Rejected:
 def index_for(document: dict[str, Any], prefix: str) -> str:
     """``<prefix>-YYYY.MM.DD`` from the document's ``@timestamp`` (UTC day)."""
     stamp = document.get("@timestamp")
+    # Already UTC (what the pipeline writes for UTC devices): the day is the date as written.
+    if isinstance(stamp, str) and len(stamp) >= 20 and stamp.endswith(("+00:00", "Z")):
+        day = stamp[:10]
+        if day[4:5] == "-" and day[7:8] == "-" and day.replace("-", "").isdigit():
+            return f"{prefix}-{day[:4]}.{day[5:7]}.{day[8:]}"
     try:
         when = datetime.fromisoformat(stamp).astimezone(UTC)  # type: ignore[arg-type]
     except (TypeError, ValueError):

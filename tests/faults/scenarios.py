@@ -5,6 +5,7 @@ The tests run them small; ``bench/faults.py`` runs them at volume and prints the
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections.abc import Callable
@@ -49,6 +50,21 @@ def _quiet(_message: str) -> None:
     return None
 
 
+def _stops_its_pipelines(scenario: Callable[..., Result]) -> Callable[..., Result]:
+    """Whatever happens in the scenario, its processes do not outlive it."""
+
+    @functools.wraps(scenario)
+    def run(*args: Any, **kwargs: Any) -> Result:
+        before = len(Pipeline.created)
+        try:
+            return scenario(*args, **kwargs)
+        finally:
+            for pipeline in Pipeline.created[before:]:
+                pipeline.stop()
+
+    return run
+
+
 def _drain(p: Pipeline, total: int, started: float, *alive: str) -> float:
     timeout = DRAIN_FLOOR_S + DRAIN_S_PER_EVENT * total
     got = wait_indexed(p.settings, total, timeout, lambda: p.check_alive(*alive))
@@ -63,6 +79,7 @@ def _finish(name: str, p: Pipeline, wanted: set[str], recover_s: float, **notes:
     return result
 
 
+@_stops_its_pipelines
 def kafka_broker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """The broker dies (SIGKILL) a third of the way and is started again."""
     p = Pipeline.create(stack, folder, "kafka-kill")
@@ -84,6 +101,7 @@ def kafka_broker_sigkill(stack: Settings, folder: Path, events: int, rate: float
                    broker_down_s=round(restored_s, 1))  # fmt: skip
 
 
+@_stops_its_pipelines
 def elasticsearch_stopped(
     stack: Settings, folder: Path, events: int, rate: float, down_s: float = 60.0
 ) -> Result:
@@ -125,6 +143,7 @@ def elasticsearch_stopped(
     )  # fmt: skip
 
 
+@_stops_its_pipelines
 def worker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """The worker dies (SIGKILL) mid-batch and is started again; the correlation entry of a
     session seen before the kill is back from the table's changelog after it."""
@@ -154,6 +173,7 @@ def worker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> R
                    recover, correlation_count_after_restart=joined)  # fmt: skip
 
 
+@_stops_its_pipelines
 def ingest_sigterm(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """ingest gets SIGTERM mid-stream: it publishes everything it accepted, then exits 0; the
     rest is sent to a new ingest."""
@@ -180,6 +200,7 @@ def ingest_sigterm(stack: Settings, folder: Path, events: int, rate: float) -> R
                    missing_of_accepted=flushed.missing)  # fmt: skip
 
 
+@_stops_its_pipelines
 def ingest_sigkill_with_spool(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """ingest runs with ``--spool``; Kafka stalls (SIGSTOP) so accepted messages pile up
     unacknowledged, then ingest is SIGKILLed. The new ingest publishes the spool: nothing it
@@ -212,6 +233,7 @@ def ingest_sigkill_with_spool(stack: Settings, folder: Path, events: int, rate: 
                    spooled_at_kill=len(set(numbers)), accepted_before_kill=accepted)  # fmt: skip
 
 
+@_stops_its_pipelines
 def worker_of_two_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """Two workers share the partitions; one dies (SIGKILL) and is not restarted: the other
     takes its partitions over after the group's session timeout."""

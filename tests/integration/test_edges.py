@@ -38,8 +38,8 @@ from pipeline.syslog.publisher import Publisher
 pytestmark = pytest.mark.integration
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
-# 20k lines in CI; the benchmark-size run sets DECRYPTSCOPE_FUZZ_LINES=100000.
-FUZZ_LINES = int(os.environ.get("DECRYPTSCOPE_FUZZ_LINES", "20000"))
+# 20k lines in CI; FUZZ_LINES=100000 for the full-size run (not a setting: tests only).
+FUZZ_LINES = int(os.environ.get("FUZZ_LINES", "20000"))
 
 
 def traffic_template() -> list[bytes]:

@@ -96,10 +96,13 @@ def send_mtls(s, pki, lines: list[bytes]) -> None:
     assert sent == len(lines)
 
 
-def dead_letters(s, count: int) -> list[dict]:
+def dead_letters(s, count: int, idle_ms: int = 60000) -> list[dict]:
+    """Up to ``count`` dead letters; stops after ``idle_ms`` without a new one."""
     consumer = KafkaConsumer(
         s.topic_dlq,
-        **kafka_config.consumer_kwargs(s, auto_offset_reset="earliest", consumer_timeout_ms=60000),
+        **kafka_config.consumer_kwargs(
+            s, auto_offset_reset="earliest", consumer_timeout_ms=idle_ms
+        ),
     )
     letters = []
     for message in consumer:
@@ -142,7 +145,11 @@ def test_a_crafted_top_level_field_is_dead_lettered_not_mapped(secure_run) -> No
     letter = None
     while letter is None and time.monotonic() < deadline:
         letter = next(
-            (x for x in dead_letters(s, 100) if "crafted_field_7c1e" in (x.get("original") or "")),
+            (
+                x
+                for x in dead_letters(s, 10_000, idle_ms=3000)
+                if "crafted_field_7c1e" in (x.get("original") or "")
+            ),
             None,
         )
     assert letter is not None
