@@ -19,6 +19,7 @@ setup:
 	  echo "cannot create .venv: on Debian, apt-get install python3-venv"; exit 1; }
 	.venv/bin/python -m pip install --upgrade pip
 	.venv/bin/python -m pip install -e '.[dev]'
+	npm ci --prefix grafana --no-audit --no-fund
 	.venv/bin/python -m pipeline stack fetch
 
 demo:
