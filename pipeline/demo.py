@@ -50,6 +50,30 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
+def isolated_settings(base: Settings, tag: str, worker_dir: Path, **overrides: Any) -> Settings:
+    """``base`` for one pipeline of its own: topics, indices and worker id named after ``tag``,
+    free loopback ports for the listeners and metrics, the worker's state in ``worker_dir``.
+    Tests and benchmarks run such pipelines side by side on one stack."""
+    own: dict[str, Any] = {
+        "worker_id": tag,
+        "index_prefix": f"{tag}-events",
+        "alerts_index": f"{tag}-alerts",
+        "topic_raw": f"{tag}.raw",
+        "topic_events": f"{tag}.events",
+        "topic_alerts": f"{tag}.alerts",
+        "topic_dlq": f"{tag}.dlq",
+        "topic_partitions": 2,
+        "syslog_udp_port": free_port(socket.SOCK_DGRAM),
+        "syslog_tcp_port": free_port(),
+        "syslog_tls_port": free_port(),
+        "ingest_metrics_port": free_port(),
+        "web_port": free_port(),
+        "worker_data_dir": str(worker_dir),
+    }
+    own.update(overrides)
+    return dataclasses.replace(base, **own)
+
+
 class Services:
     """``decryptscope ingest`` and ``decryptscope worker`` as child processes."""
 

@@ -6,7 +6,6 @@ prefix and consumer group (all starting with the run prefix, removed at the end 
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from pipeline import replay
-from pipeline.demo import Services, expected_ids, free_port, wait_for_count
+from pipeline.demo import Services, expected_ids, isolated_settings, wait_for_count
 from pipeline.stream import provision
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -58,24 +57,12 @@ def run(settings, run_prefix, request, tmp_path, tls_files):
     tag = f"{run_prefix}-{request.node.name[5:25]}".lower().replace("_", "-").strip("-[]")
     tag = tag.replace("[", "-").replace("]", "")
     cert, key = tls_files
-    s = dataclasses.replace(
+    s = isolated_settings(
         settings,
-        worker_id=tag,
-        index_prefix=f"{tag}-events",
-        alerts_index=f"{tag}-alerts",
-        topic_raw=f"{tag}.raw",
-        topic_events=f"{tag}.events",
-        topic_alerts=f"{tag}.alerts",
-        topic_dlq=f"{tag}.dlq",
-        topic_partitions=2,
-        syslog_udp_port=free_port(),
-        syslog_tcp_port=free_port(),
-        syslog_tls_port=free_port(),
+        tag,
+        tmp_path / "worker",
         syslog_tls_cert=cert,
         syslog_tls_key=key,
-        ingest_metrics_port=free_port(),
-        web_port=free_port(),
-        worker_data_dir=str(tmp_path / "worker"),
         bulk_max_latency_s=0.3,
     )
     assert provision.run(s) == 0

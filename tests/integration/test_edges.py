@@ -28,7 +28,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
 from pipeline import replay
-from pipeline.demo import Services, free_port, wait_for_count
+from pipeline.demo import Services, isolated_settings, wait_for_count
 from pipeline.metrics import build_metrics
 from pipeline.stream import provision
 from pipeline.stream.processing import Processor
@@ -169,24 +169,8 @@ async def test_a_flood_from_one_sender_does_not_starve_the_others(settings, raw_
 def pipeline_run(settings, run_prefix, stack, tmp_path_factory):
     tag = f"{run_prefix}-edges"
     folder = tmp_path_factory.mktemp("edges")
-    s = dataclasses.replace(
-        settings,
-        worker_id=tag,
-        index_prefix=f"{tag}-events",
-        alerts_index=f"{tag}-alerts",
-        topic_raw=f"{tag}.raw",
-        topic_events=f"{tag}.events",
-        topic_alerts=f"{tag}.alerts",
-        topic_dlq=f"{tag}.dlq",
-        topic_partitions=2,
-        max_message_bytes=4096,
-        syslog_udp_port=free_port(),
-        syslog_tcp_port=free_port(),
-        syslog_tls_port=free_port(),
-        ingest_metrics_port=free_port(),
-        web_port=free_port(),
-        worker_data_dir=str(folder / "worker"),
-        bulk_max_latency_s=0.3,
+    s = isolated_settings(
+        settings, tag, folder / "worker", max_message_bytes=4096, bulk_max_latency_s=0.3
     )
     assert provision.run(s) == 0
     services = Services(s, folder / "logs").start()

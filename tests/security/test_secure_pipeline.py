@@ -21,7 +21,13 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline import kafka_config, replay
-from pipeline.demo import Services, expected_ids, free_port, settings_env, wait_for_count
+from pipeline.demo import (
+    Services,
+    expected_ids,
+    isolated_settings,
+    settings_env,
+    wait_for_count,
+)
 from pipeline.stack import procs
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
@@ -35,16 +41,10 @@ BAD_LINE = b"<14>Nov 20 10:15:09 fw-edge-01 this is not a PAN-OS log line"
 def secure_run(settings, run_prefix, secure_kafka, secure_es, *, pki, tmp_path_factory):
     tag = f"{run_prefix}-secure"
     folder = tmp_path_factory.mktemp("secure-run")
-    s = dataclasses.replace(
+    s = isolated_settings(
         settings,
-        worker_id=tag,
-        index_prefix=f"{tag}-events",
-        alerts_index=f"{tag}-alerts",
-        topic_raw=f"{tag}.raw",
-        topic_events=f"{tag}.events",
-        topic_alerts=f"{tag}.alerts",
-        topic_dlq=f"{tag}.dlq",
-        topic_partitions=2,
+        tag,
+        folder / "worker",
         kafka_bootstrap=secure_kafka.sasl_ssl,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_username=KAFKA_USER,
@@ -54,16 +54,10 @@ def secure_run(settings, run_prefix, secure_kafka, secure_es, *, pki, tmp_path_f
         es_ca_certs=str(secure_es.ca),
         es_username=ES_USER,
         es_password=ES_PASSWORD,
-        syslog_udp_port=free_port(),
-        syslog_tcp_port=free_port(),
-        syslog_tls_port=free_port(),
         syslog_tls_cert=str(pki.server_locked.cert),
         syslog_tls_key=str(pki.server_locked.key),
         syslog_tls_key_password=TLS_KEY_PASSWORD,
         syslog_tls_client_ca=str(pki.ca.cert_path),
-        ingest_metrics_port=free_port(),
-        web_port=free_port(),
-        worker_data_dir=str(folder / "worker"),
         bulk_max_latency_s=0.3,
     )
     setup = subprocess.run(
