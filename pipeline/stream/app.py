@@ -70,7 +70,10 @@ def create_app(
         producer_max_batch_size=512 * 1024,
         broker_commit_every=max(10_000, settings.bulk_size),
         broker_commit_interval=2.8,
-        stream_buffer_maxsize=max(4096, settings.bulk_size * 2),
+        stream_buffer_maxsize=max(1024, settings.bulk_size),
+        # Events are ~5 kB: the default 1 MB per partition and fetch is ~200 events, which
+        # capped the index agent at ~500 events/s; more costs RSS (prefetch per partition).
+        consumer_max_fetch_size=4 * 1024 * 1024,
         table_cleanup_interval=settings.correlation_window_s,
         web_enabled=True,
     )
