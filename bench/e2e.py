@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import io
 import os
 import platform
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 from pipeline import replay
-from pipeline.demo import SAMPLE, Services, free_port
+from pipeline.demo import SAMPLE, Services, isolated_settings
 from pipeline.panos import parse_line
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
@@ -74,23 +73,12 @@ def make_messages(count: int, offset: int = 0) -> list[bytes]:
 
 
 def run_settings(base: Settings, tag: str, partitions: int) -> Settings:
-    return dataclasses.replace(
+    return isolated_settings(
         base,
-        worker_id=tag,
-        index_prefix=f"{tag}-events",
-        alerts_index=f"{tag}-alerts",
-        topic_raw=f"{tag}.raw",
-        topic_events=f"{tag}.events",
-        topic_alerts=f"{tag}.alerts",
-        topic_dlq=f"{tag}.dlq",
+        tag,
+        Path(tempfile.mkdtemp(prefix=f"{tag}-worker-")),
         topic_partitions=partitions,
-        syslog_udp_port=free_port(),
-        syslog_tcp_port=free_port(),
-        syslog_tls_port=free_port(),
         syslog_tls_cert="",
-        ingest_metrics_port=free_port(),
-        web_port=free_port(),
-        worker_data_dir=tempfile.mkdtemp(prefix=f"{tag}-worker-"),
     )
 
 
