@@ -6,7 +6,6 @@ prefix and consumer group (all starting with the run prefix, removed at the end 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -36,19 +35,6 @@ def single_line_cases() -> dict[str, tuple[bytes, str | None]]:
         if len(lines) == 1 and lines[0].startswith(b"<") and len(expected_ids(lines)) == 1:
             out[log.stem] = (lines[0], expected.get("cause"))
     return out
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> tuple[str, str]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
 
 
 @pytest.fixture

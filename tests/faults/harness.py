@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline import replay
-from pipeline.demo import SAMPLE, free_port, settings_env
+from pipeline.demo import SAMPLE, isolated_settings, settings_env
 from pipeline.settings import Settings
 from pipeline.stack import procs
 from pipeline.stack.layout import Layout
@@ -102,26 +102,17 @@ class Pipeline:
     @classmethod
     def create(cls, stack: Settings, folder: Path, name: str, **changes: Any) -> Pipeline:
         tag = f"f{secrets.token_hex(3)}-{name}"
-        values: dict[str, Any] = {
-            "worker_id": tag,
-            "index_prefix": f"{tag}-events",
-            "alerts_index": f"{tag}-alerts",
-            "topic_raw": f"{tag}.raw",
-            "topic_events": f"{tag}.events",
-            "topic_alerts": f"{tag}.alerts",
-            "topic_dlq": f"{tag}.dlq",
-            "topic_partitions": 4,
-            "syslog_udp_port": free_port(),
-            "syslog_tcp_port": free_port(),
-            "syslog_tls_port": free_port(),
-            "ingest_metrics_port": free_port(),
-            "web_port": free_port(),
-            "worker_data_dir": str(folder / "worker"),
-            "bulk_max_latency_s": 0.5,
-            "bulk_backoff_max_s": 5.0,
-        }
-        values.update(changes)
-        settings = dataclasses.replace(stack, **values)
+        settings = isolated_settings(
+            stack,
+            tag,
+            folder / "worker",
+            **{
+                "topic_partitions": 4,
+                "bulk_max_latency_s": 0.5,
+                "bulk_backoff_max_s": 5.0,
+                **changes,
+            },
+        )
         folder.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             [sys.executable, "-m", "pipeline", "setup"],

@@ -9,7 +9,6 @@ import dataclasses
 import socket
 import ssl
 import subprocess
-from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
@@ -56,19 +55,6 @@ def consume(settings, topic: str, count: int, timeout_ms: int = 20000) -> list:
             break
     consumer.close()
     return out
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> tuple[str, str]:
-    folder: Path = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
 
 
 def ingest_settings(settings, topic: str, **changes):
