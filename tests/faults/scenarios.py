@@ -24,6 +24,7 @@ from harness import (
     rss_bytes,
     scrape,
     send_all,
+    wait_group,
     wait_indexed,
 )
 
@@ -31,6 +32,9 @@ from pipeline import stack as stack_mod
 from pipeline.demo import expected_ids
 from pipeline.settings import Settings
 from pipeline.syslog import spool as spool_mod
+
+# The two-worker scenario's group session timeout: short, so the takeover shows in seconds.
+SESSION_TIMEOUT_S = 15.0
 
 # How long the drain after a repair may take, per event (plus a floor): generous on purpose,
 # a slow machine must not fail the scenario, only show a longer recovery.
@@ -148,8 +152,13 @@ def worker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> R
     """The worker dies (SIGKILL) mid-batch and is started again; the correlation entry of a
     session seen before the kill is back from the table's changelog after it."""
     traffic, decryption = _joined_pair()
-    # the session's entry must outlive the kill, the restart and the stream in between
-    p = Pipeline.create(stack, folder, "worker-kill", correlation_window_s=3600.0)
+    # the session's entry must outlive the kill, the restart and the stream in between: every
+    # numbered event is a session of its own, so the table must also hold more than them all
+    # (at the default cap the oldest entry, this one, is evicted once ``events`` reaches it)
+    p = Pipeline.create(
+        stack, folder, "worker-kill",
+        correlation_window_s=3600.0, correlation_max_entries=2 * events + 10_000,
+    )  # fmt: skip
     p.start_ingest()
     p.start_worker(0)
     _send_raw(p, [traffic])
@@ -236,22 +245,28 @@ def ingest_sigkill_with_spool(stack: Settings, folder: Path, events: int, rate: 
 @_stops_its_pipelines
 def worker_of_two_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> Result:
     """Two workers share the partitions; one dies (SIGKILL) and is not restarted: the other
-    takes its partitions over after the group's session timeout."""
-    p = Pipeline.create(stack, folder, "two-workers")
+    takes its partitions over once the group's session timeout has passed."""
+    p = Pipeline.create(stack, folder, "two-workers", worker_session_timeout_s=SESSION_TIMEOUT_S)
     p.start_ingest()
     p.start_worker(0)
     p.start_worker(1)
-    time.sleep(10)  # both in the group before the stream starts
+    if wait_group(p.settings, 2, 180) == float("inf"):
+        raise AssertionError("the two workers did not form a stable group within 180 s")
     _warm(p)
     sender = Sender(p, 1, events, rate)
     sender.start()
     sender.wait_sent(events // 3)
     p.kill("worker1", signal.SIGKILL)
     fault = time.monotonic()
+    # the dead member's heartbeats stop; the coordinator drops it after the session timeout
+    # and the survivor rejoins with every partition
+    takeover = wait_group(p.settings, 1, SESSION_TIMEOUT_S + 120)
+    p.check_alive("worker0")
     sender.join()
     assert sender.error is None, sender.error
     recover = _drain(p, events, fault, "ingest", "worker0")
-    return _finish("1 of 2 workers SIGKILL, not restarted", p, p.ids(0, events), recover)
+    return _finish("1 of 2 workers SIGKILL, not restarted", p, p.ids(0, events), recover,
+                   takeover_s=round(takeover, 1), session_timeout_s=SESSION_TIMEOUT_S)  # fmt: skip
 
 
 SCENARIOS: dict[str, Callable[..., Result]] = {
