@@ -5,8 +5,10 @@ the ingest producer and the setup admin (kafka-python), and the worker (aiokafka
 Security: ``kafka_security_protocol`` is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL uses
 ``kafka_sasl_mechanism`` (SCRAM-SHA-512 by default, also SCRAM-SHA-256 and PLAIN) with
 ``kafka_sasl_username`` / ``kafka_sasl_password``; TLS verifies the broker with
-``kafka_ssl_cafile`` (else the system's CAs). ``kafka_error`` turns what the clients raise into
-the project's error, naming the setting to look at and never the password.
+``kafka_ssl_cafile`` (else the system's CAs) and presents ``kafka_ssl_certfile`` /
+``kafka_ssl_keyfile`` when set, for brokers that require client certificates. ``kafka_error``
+turns what the clients raise into the project's error, naming the setting to look at and never
+the password.
 """
 
 from __future__ import annotations
@@ -54,11 +56,27 @@ def uses_tls(settings: Settings) -> bool:
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The client TLS context: verifies the broker against ``kafka_ssl_cafile``."""
+    """The client TLS context: verifies the broker against ``kafka_ssl_cafile`` and presents
+    the client certificate if one is set."""
     try:
-        return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"setting kafka_ssl_cafile: {exc}") from exc
+    if settings.kafka_ssl_certfile or settings.kafka_ssl_keyfile:
+        if not settings.kafka_ssl_certfile:
+            raise ConfigError("setting kafka_ssl_keyfile needs kafka_ssl_certfile")
+        try:
+            context.load_cert_chain(
+                settings.kafka_ssl_certfile,
+                settings.kafka_ssl_keyfile or None,
+                settings.kafka_ssl_key_password or None,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            # the message of a wrong key password names no secret, only what failed
+            raise ConfigError(
+                f"settings kafka_ssl_certfile/kafka_ssl_keyfile/kafka_ssl_key_password: {exc}"
+            ) from exc
+    return context
 
 
 def security_kwargs(settings: Settings) -> dict[str, Any]:
@@ -153,8 +171,9 @@ def kafka_error(exc: BaseException, settings: Settings, doing: str) -> SinkError
         )
     if uses_tls(settings) and any(m in lowered for m in _TLS_MARKERS):
         return KafkaAuthError(
-            f"{doing}: TLS with {where} failed: {text}. Check kafka_ssl_cafile and that "
-            "the broker's certificate names the host in kafka_bootstrap"
+            f"{doing}: TLS with {where} failed: {text}. Check kafka_ssl_cafile, that "
+            "the broker's certificate names the host in kafka_bootstrap, and "
+            "kafka_ssl_certfile/kafka_ssl_keyfile if the broker requires a client certificate"
         )
     return SinkError(f"{doing}: {where}: {text}. Check kafka_bootstrap and kafka_security_protocol")
 

@@ -28,7 +28,13 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 # Fields whose values must never be printed, logged or exported.
 SECRET_FIELDS = frozenset(
-    {"kafka_sasl_password", "es_password", "es_api_key", "syslog_tls_key_password"}
+    {
+        "kafka_sasl_password",
+        "kafka_ssl_key_password",
+        "es_password",
+        "es_api_key",
+        "syslog_tls_key_password",
+    }
 )
 
 
@@ -70,6 +76,10 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = ""
     kafka_ssl_cafile: str = ""
+    # A client certificate, for brokers that authenticate clients by TLS (ssl.client.auth).
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_key_password: str = ""
     topic_raw: str = "panos.raw"
     topic_events: str = "panos.events"
     topic_alerts: str = "panos.alerts"
@@ -124,6 +134,9 @@ class Settings:
     # Which agents this worker runs: "all", or "process" (raw -> events) / "index" (events ->
     # Elasticsearch, spike detection) to spread one pipeline over two processes (two cores).
     worker_role: str = "all"
+    # How long the consumer group waits for a silent worker before its partitions move to the
+    # others (Kafka's session.timeout.ms; the broker allows 6 s to 30 min).
+    worker_session_timeout_s: float = 45.0
 
     # --- spike detection ------------------------------------------------------------------
     alert_window_s: int = 60
@@ -273,6 +286,11 @@ def validate(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigError(f"setting {name} must be > 0, got {getattr(settings, name)!r}")
+    if not 6 <= settings.worker_session_timeout_s <= 1800:  # the broker's default bounds
+        raise ConfigError(
+            "setting worker_session_timeout_s must be in [6, 1800] seconds, "
+            f"got {settings.worker_session_timeout_s!r}"
+        )
     if not 0 < settings.alert_ewma_alpha <= 1:
         raise ConfigError(
             f"setting alert_ewma_alpha must be in (0, 1], got {settings.alert_ewma_alpha!r}"

@@ -367,11 +367,16 @@ def consumer_lag(settings: Settings) -> int:
 def group_members(settings: Settings) -> tuple[str, int]:
     """The worker group's state and member count, as its coordinator in Kafka sees them."""
     from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         group = admin.describe_groups([settings.worker_id])[settings.worker_id]
         return group["group_state"], len(group["members"])
+    except KafkaError as exc:
+        if exc.retriable:  # e.g. no coordinator yet while __consumer_offsets is created
+            return "unknown", 0
+        raise
     finally:
         admin.close()
 

@@ -109,6 +109,7 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DECRYPTSCOPE_ALERT_EWMA_ALPHA": "1.5"}, "alert_ewma_alpha"),
         ({"DECRYPTSCOPE_ALERT_RATIO": "lots"}, "alert_ratio"),
         ({"DECRYPTSCOPE_NO_SUCH_THING": "1"}, "no_such_thing"),
+        ({"DECRYPTSCOPE_WORKER_SESSION_TIMEOUT_S": "2"}, "worker_session_timeout_s"),
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(env, named):
