@@ -172,14 +172,16 @@ def kafka_error(exc: BaseException, settings: Settings, doing: str) -> SinkError
     if uses_tls(settings) and any(m in lowered for m in _TLS_MARKERS):
         return KafkaAuthError(
             f"{doing}: TLS with {where} failed: {text}. Check kafka_ssl_cafile, that "
-            "the broker's certificate names the host in kafka_bootstrap, and "
-            "kafka_ssl_certfile/kafka_ssl_keyfile if the broker requires a client certificate"
+            "the broker's certificate names the host in kafka_bootstrap, "
+            "kafka_ssl_certfile/kafka_ssl_keyfile if the broker requires a client certificate, "
+            "and kafka_security_protocol"
         )
     return SinkError(f"{doing}: {where}: {text}. Check kafka_bootstrap and kafka_security_protocol")
 
 
 async def _probe(settings: Settings, timeout_s: float) -> None:
     from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaConnectionError
 
     protocol = settings.kafka_security_protocol.upper()
     context = ssl_context(settings) if uses_tls(settings) else None
@@ -205,12 +207,28 @@ async def _probe(settings: Settings, timeout_s: float) -> None:
         except Exception as exc:  # every client failure is explained by kafka_error
             if _is_auth(exc) or (uses_tls(settings) and isinstance(exc, ssl.SSLError)):
                 raise exc
+            if uses_tls(settings) and isinstance(exc, KafkaConnectionError):
+                raise _dropped_after_handshake(exc) from exc
             last = exc
             continue
         conn.close()
         return
     if last is not None:
         raise last
+
+
+class _ClosedAfterHandshake(ConnectionError):
+    pass
+
+
+def _dropped_after_handshake(exc: BaseException) -> _ClosedAfterHandshake:
+    # aiokafka's first request (ApiVersions) runs after the TLS handshake; with TLS 1.3 the
+    # client's side of the handshake completes before the broker checks the client
+    # certificate, so a refused certificate shows only as that request's closed connection
+    return _ClosedAfterHandshake(
+        f"the broker dropped the connection after the TLS handshake ({exc}): it requires a "
+        "client certificate it trusts, or the listener speaks another protocol"
+    )
 
 
 def _is_auth(exc: BaseException) -> bool:

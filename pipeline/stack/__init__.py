@@ -2,8 +2,9 @@
 this machine, without Docker (`decryptscope stack up|down|status|fetch`).
 
 Submodules: ``layout`` (where files go), ``fetch`` (Maven Central, Debian, Java checks),
-``config`` (pure rendering), ``components`` (per-server commands), ``procs`` (pids, ports),
-``health`` (readiness probes)."""
+``es_plugin`` (the analysis plugin Elasticsearch's `.security` index needs), ``config`` (pure
+rendering), ``components`` (per-server commands), ``procs`` (pids, ports), ``health``
+(readiness probes)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline import resources
 from pipeline.errors import StackError
 from pipeline.settings import Settings
-from pipeline.stack import config, fetch, health
+from pipeline.stack import config, es_plugin, fetch, health
 from pipeline.stack.layout import Layout
 
 
@@ -169,6 +169,7 @@ def prepare_elasticsearch(
             shutil.rmtree(layout.es_link)
         layout.es_link.symlink_to(root)
     home = fetch.unpack_elasticsearch(layout.es_zip(version), root, version)
+    es_plugin.ensure(java_home, layout, home, version)
     data, logs = root / "data", root / "logs"
     for path in (data, logs, home / "config" / "jvm.options.d"):
         path.mkdir(parents=True, exist_ok=True)

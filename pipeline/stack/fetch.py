@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import resources
 from pipeline.errors import StackError
 from pipeline.settings import Settings
+from pipeline.stack import es_plugin
 from pipeline.stack.layout import Layout
 
 Say = Callable[[str], None]
@@ -301,6 +302,7 @@ def fetch(settings: Settings, layout: Layout, components: Sequence[str], say: Sa
             else fetch_elasticsearch(settings, layout, say)
         )
         manifest["es_version"] = version
+        es_plugin.build(settings.es_java_home, layout, version, say)
     ensure_packages(components, say)
     layout.manifest.parent.mkdir(parents=True, exist_ok=True)
     layout.manifest.write_text(json.dumps(manifest, indent=2) + "\n")

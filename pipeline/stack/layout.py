@@ -1,6 +1,7 @@
 """Where the local stack keeps its files, all under ``settings.cache_dir``:
 
-    downloads/        Kafka classpath per version, Elasticsearch zips (kept by `down --purge`)
+    downloads/        Kafka classpath per version, Elasticsearch zips, the built analysis
+                      plugin (es-plugin/) (kept by `down --purge`)
     fetch.json        versions that resolved
     config/<name>/    rendered configuration
     data/<name>/      server data (removed by `down --purge`)

@@ -123,12 +123,16 @@ def elasticsearch_stopped(
     errors_before = metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total")
     stack_mod.down(stack, ["elasticsearch"], purge=False, say=_quiet)
     fault = time.monotonic()
-    max_rss, max_lag = rss_before, 0
+    max_rss, max_lag, max_lag_metric = rss_before, 0, 0.0
     try:
         while time.monotonic() - fault < down_s:
             p.check_alive("ingest", "worker0")
             max_rss = max(max_rss, rss_bytes(worker_pid))
             max_lag = max(max_lag, consumer_lag(p.settings))
+            # what an operator sees: the worker's own gauge, summed over topics and partitions
+            exposition = scrape(p.settings.web_port)
+            lag_metric = metric_sum(exposition, "decryptscope_consumer_lag_messages")
+            max_lag_metric = max(max_lag_metric, lag_metric)
             time.sleep(2)
         errors_during = (
             metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total")
@@ -143,6 +147,7 @@ def elasticsearch_stopped(
         f"Elasticsearch stopped {down_s:.0f} s", p, p.ids(0, events), recover,
         bulk_errors_while_down=errors_during,
         max_group_lag=max_lag,
+        max_lag_metric=max_lag_metric,
         worker_rss_mib=(round(rss_before / 2**20), round(max_rss / 2**20)),
     )  # fmt: skip
 

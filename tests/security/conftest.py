@@ -1,6 +1,6 @@
 """Fixtures of the security tests: certificates, a SASL/SCRAM Kafka broker and an Elasticsearch
 node with TLS, users and API keys, each of its own on free ports (the shared stack keeps
-running unchanged)."""
+running unchanged), and real API keys minted on that node."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import certs
 import pytest
 import servers
+from elasticsearch import Elasticsearch
 
 from pipeline.demo import free_port
 
@@ -28,6 +29,7 @@ class Pki:
     server: certs.Pair  # no key password
     server_locked: certs.Pair  # key encrypted with TLS_KEY_PASSWORD
     client: certs.Pair
+    client_locked: certs.Pair  # key encrypted with TLS_KEY_PASSWORD
     rogue_client: certs.Pair  # signed by a CA nobody trusts
 
 
@@ -44,6 +46,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
             ca, folder, "server-locked", server=True, key_password=TLS_KEY_PASSWORD
         ),
         client=certs.issue(ca, folder, "firewall-1", server=False),
+        client_locked=certs.issue(
+            ca, folder, "pipeline-client", server=False, key_password=TLS_KEY_PASSWORD
+        ),
         rogue_client=certs.issue(rogue, folder, "rogue-firewall", server=False),
     )
 
@@ -51,10 +56,31 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="session")
 def secure_kafka(settings, stack, pki: Pki, tmp_path_factory) -> Iterator[servers.SecureKafka]:
     folder = tmp_path_factory.mktemp("secure-kafka")
-    ports = {name: free_port() for name in ("controller", "internal", "sasl", "sasl_ssl")}
+    ports = {name: free_port() for name in ("controller", "internal", "sasl", "sasl_ssl", "ssl")}
     pem = certs.combined_pem(pki.server, folder / "server.pem")
-    with servers.secure_kafka(settings, folder, ports, {KAFKA_USER: KAFKA_PASSWORD}, pem) as kafka:
+    users = {KAFKA_USER: KAFKA_PASSWORD}
+    ca = pki.ca.cert_path
+    with servers.secure_kafka(settings, folder, ports, users, pem, client_ca=ca) as kafka:
         yield kafka
+
+
+def mint_api_key(
+    secure_es: servers.SecureElasticsearch, name: str, *patterns: str
+) -> tuple[str, str]:
+    """A real API key (id, encoded) made on the node with basic auth, holding the privileges
+    docs/operations.md asks of the pipeline's role on the index ``patterns``."""
+    admin = Elasticsearch(
+        secure_es.url, ca_certs=str(secure_es.ca), basic_auth=(ES_USER, ES_PASSWORD)
+    )
+    role = {
+        "cluster": ["monitor", "manage_index_templates"],
+        "indices": [{"names": list(patterns), "privileges": ["create_index", "index", "manage"]}],
+    }
+    try:
+        key = admin.security.create_api_key(name=name, role_descriptors={"decryptscope": role})
+    finally:
+        admin.close()
+    return key["id"], key["encoded"]
 
 
 @pytest.fixture(scope="session")

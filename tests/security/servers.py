@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.resources import DEPLOY
 from pipeline.settings import Settings
-from pipeline.stack import components, config, fetch, procs
+from pipeline.stack import components, config, es_plugin, fetch, procs
 from pipeline.stack.layout import Layout
 
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -35,6 +35,7 @@ SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 class SecureKafka:
     sasl_plaintext: str  # host:port
     sasl_ssl: str
+    ssl: str  # TLS with client certificates required
     plaintext: str  # the broker's own, unauthenticated listener (for admin from tests)
     log: Path
 
@@ -52,10 +53,17 @@ def _wait(what: str, check, proc: subprocess.Popen, log: Path, timeout: float = 
 
 @contextlib.contextmanager
 def secure_kafka(
-    base: Settings, folder: Path, ports: dict[str, int], users: dict[str, str], server_pem: Path
+    base: Settings,
+    folder: Path,
+    ports: dict[str, int],
+    users: dict[str, str],
+    server_pem: Path,
+    *,
+    client_ca: Path,
 ) -> Iterator[SecureKafka]:
-    """A KRaft broker with PLAINTEXT (internal), SASL_PLAINTEXT and SASL_SSL listeners; the
-    SCRAM-SHA-512 ``users`` are created when the storage is formatted."""
+    """A KRaft broker with PLAINTEXT (internal), SASL_PLAINTEXT, SASL_SSL and SSL listeners;
+    the SCRAM-SHA-512 ``users`` are created when the storage is formatted; the SSL listener
+    requires a client certificate signed by ``client_ca``."""
     layout = Layout(base.cache_dir, base.es_user)
     manifest = fetch.read_manifest(layout)
     libs = layout.kafka_libs(manifest.get("kafka_version", base.kafka_version))
@@ -73,12 +81,16 @@ def secure_kafka(
                 "controller.listener.names=CONTROLLER",
                 f"listeners=INTERNAL://{host}:{ports['internal']},"
                 f"SASL_PLAINTEXT://{host}:{ports['sasl']},SASL_SSL://{host}:{ports['sasl_ssl']},"
-                f"CONTROLLER://{host}:{ports['controller']}",
+                f"SSL://{host}:{ports['ssl']},CONTROLLER://{host}:{ports['controller']}",
                 f"advertised.listeners=INTERNAL://{host}:{ports['internal']},"
-                f"SASL_PLAINTEXT://{host}:{ports['sasl']},SASL_SSL://{host}:{ports['sasl_ssl']}",
+                f"SASL_PLAINTEXT://{host}:{ports['sasl']},SASL_SSL://{host}:{ports['sasl_ssl']},"
+                f"SSL://{host}:{ports['ssl']}",
                 "inter.broker.listener.name=INTERNAL",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,"
-                "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
+                "listener.name.ssl.ssl.client.auth=required",
+                "ssl.truststore.type=PEM",
+                f"ssl.truststore.location={client_ca}",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
                 f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={SCRAM_JAAS}",
                 f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={SCRAM_JAAS}",
@@ -122,7 +134,13 @@ def secure_kafka(
     try:
         probe = Settings(stack_host=host, kafka_port=ports["internal"])
         _wait("secure Kafka", lambda: components.PROBES["kafka"](probe).ok, proc, log)
-        yield SecureKafka(f"{host}:{ports['sasl']}", f"{host}:{ports['sasl_ssl']}", internal, log)
+        yield SecureKafka(
+            f"{host}:{ports['sasl']}",
+            f"{host}:{ports['sasl_ssl']}",
+            f"{host}:{ports['ssl']}",
+            internal,
+            log,
+        )
     finally:
         procs.stop_group(proc.pid, timeout_s=20)
 
@@ -175,6 +193,7 @@ def secure_elasticsearch(
     root.chmod(0o755)
     try:
         home = fetch.unpack_elasticsearch(layout.es_zip(version), root, version)
+        es_plugin.ensure(java_home, layout, home, version)
         conf = home / "config"
         certs = conf / "certs"
         certs.mkdir()

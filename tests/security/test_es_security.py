@@ -1,11 +1,11 @@
-"""Elasticsearch with security on (TLS on HTTP, a file-realm user): setup and the bulk sink work
-with basic auth + the CA; a wrong password, an API key the node does not know or a missing CA is
-one clear error naming the setting, and never shows the secret.
+"""Elasticsearch with security on (TLS on HTTP, a file-realm user, API keys): setup and the bulk
+sink work with basic auth + the CA, and with a real API key minted on the node holding the
+role docs/operations.md documents; a wrong password, an unknown or invalidated API key or a
+missing CA is one clear error naming the setting, and never shows the secret.
 
-A valid API key cannot be shown here: the integ-test-zip distribution lacks the analysis-common
-module, so the node cannot create its ``.security`` index where API keys live (it answers
-"Unknown filter type [pattern_capture]"). The client sends ``es_api_key`` as
-``Authorization: ApiKey``, which the refused-key test exercises."""
+API keys live in the node's ``.security`` index, whose ``email`` analyzer needs components the
+integ-test-zip lacks; the node gets them from the plugin ``pipeline/stack/es_plugin.py`` builds
+(as the local stack's node does)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ES_PASSWORD, ES_USER
+from conftest import ES_PASSWORD, ES_USER, mint_api_key
 from elasticsearch import Elasticsearch
 
 from pipeline.demo import settings_env
@@ -32,6 +32,10 @@ def es_settings(settings, secure_es, prefix: str, **changes):
         "es_password": "",
         "es_api_key": "",
         "index_prefix": f"{prefix}-events",
+        "topic_raw": f"{prefix}.raw",
+        "topic_events": f"{prefix}.events",
+        "topic_alerts": f"{prefix}.alerts",
+        "topic_dlq": f"{prefix}.dlq",
     }
     return dataclasses.replace(settings, **{**values, **changes})
 
@@ -97,6 +101,43 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(settings, secure
     with pytest.raises(es_auth.ElasticsearchAuthError, match="es_username and es_password"):
         es_auth.preflight(client, s, "worker", reachable=False)
     client.close()
+
+
+async def test_a_minted_api_key_runs_setup_and_the_sink(settings, secure_es, run_prefix):
+    prefix = f"{run_prefix}-apikey"
+    key_id, key = mint_api_key(secure_es, f"{prefix}-pipeline", f"{prefix}-events-*")
+    s = es_settings(settings, secure_es, prefix, es_api_key=key)
+    client = make_client(s, asynchronous=False)
+    who = client.security.authenticate()
+    assert who["authentication_type"] == "api_key"
+    assert who["api_key"]["id"] == key_id
+    done = run_cli(["setup"], s)
+    assert done.returncode == 0, done.stderr
+    assert es_setup.check_elasticsearch(client, s.index_prefix) == []
+    client.close()
+    assert await write_and_count(s, secure_es, 5) == 5
+    assert key not in done.stdout + done.stderr
+
+
+def test_an_invalidated_api_key_is_a_clear_error_without_the_key(settings, secure_es, run_prefix):
+    prefix = f"{run_prefix}-revoked"
+    key_id, key = mint_api_key(secure_es, f"{prefix}-pipeline", f"{prefix}-events-*")
+    s = es_settings(settings, secure_es, prefix, es_api_key=key)
+    client = make_client(s, asynchronous=False)
+    es_auth.preflight(client, s, "setup")  # the key works ...
+    check = admin(secure_es)
+    invalidated = check.security.invalidate_api_key(ids=[key_id])
+    check.close()
+    assert invalidated["invalidated_api_keys"] == [key_id]
+    with pytest.raises(es_auth.ElasticsearchAuthError, match="es_api_key") as refused:
+        es_auth.preflight(client, s, "worker", reachable=False)  # ... and then no longer
+    client.close()
+    assert key not in str(refused.value)
+    done = run_cli(["setup"], s)
+    assert done.returncode == 1
+    assert "refused the credentials" in done.stderr
+    assert "API key (es_api_key)" in done.stderr
+    assert key not in done.stderr + done.stdout
 
 
 def test_a_wrong_api_key_is_a_clear_error(settings, secure_es, run_prefix):

@@ -94,3 +94,50 @@ def test_a_malformed_bootstrap_is_a_config_error() -> None:
     s = load_settings(env={}, kafka_bootstrap="no-port-here")
     with pytest.raises(ConfigError, match="kafka_bootstrap"):
         kafka_config.preflight(s, "ingest")
+
+
+def test_a_client_certificate_is_presented_when_set(tmp_path) -> None:
+    import certs
+
+    ca = certs.authority(tmp_path, "unit-ca")
+    client = certs.issue(ca, tmp_path, "pipeline-client", server=False, key_password=SECRET)
+    s = load_settings(
+        env={},
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=str(ca.cert_path),
+        kafka_ssl_certfile=str(client.cert),
+        kafka_ssl_keyfile=str(client.key),
+        kafka_ssl_key_password=SECRET,
+    )
+    context = kafka_config.security_kwargs(s)["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert kafka_config.faust_broker_credentials(s).context is not None
+    assert SECRET not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("changes", "setting"),
+    [
+        ({"kafka_ssl_key_password": "not-it"}, "kafka_ssl_key_password"),
+        ({"kafka_ssl_certfile": ""}, "kafka_ssl_certfile"),
+        ({"kafka_ssl_keyfile": "/nonexistent/client.key"}, "kafka_ssl_keyfile"),
+    ],
+)
+def test_a_client_certificate_that_cannot_load_names_the_setting(
+    tmp_path, changes, setting
+) -> None:
+    import certs
+
+    ca = certs.authority(tmp_path, "unit-ca")
+    client = certs.issue(ca, tmp_path, "pipeline-client", server=False, key_password=SECRET)
+    values = {
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_cafile": str(ca.cert_path),
+        "kafka_ssl_certfile": str(client.cert),
+        "kafka_ssl_keyfile": str(client.key),
+        "kafka_ssl_key_password": SECRET,
+    }
+    s = load_settings(env={}, **{**values, **changes})
+    with pytest.raises(ConfigError, match=setting) as raised:
+        kafka_config.security_kwargs(s)
+    assert SECRET not in str(raised.value) and "not-it" not in str(raised.value)

@@ -1,12 +1,14 @@
 """The whole pipeline with every security option on: syslog over mutual TLS (server key under a
 password) -> ingest -> Kafka over SASL_SSL (SCRAM-SHA-512) -> worker (aiokafka over SASL_SSL)
--> Elasticsearch over TLS with basic auth. Then: the secrets appear nowhere (logs, /metrics,
-dead letters, ``stack status``), the worker's web server listens on loopback only, and the
-strict mapping turns a crafted top-level field into a dead letter instead of a new mapping."""
+-> Elasticsearch over TLS with a real API key minted on the node (basic auth is set as well;
+the key wins). Then: the secrets, that key included, appear nowhere (logs, /metrics, dead
+letters, ``stack status``, ``setup --check``), the worker's web server listens on loopback only,
+and the strict mapping turns a crafted top-level field into a dead letter instead of a new
+mapping."""
 
 from __future__ import annotations
 
-import dataclasses
+import base64
 import socket
 import subprocess
 import sys
@@ -16,7 +18,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import ES_PASSWORD, ES_USER, KAFKA_PASSWORD, KAFKA_USER, TLS_KEY_PASSWORD
+from conftest import (
+    ES_PASSWORD,
+    ES_USER,
+    KAFKA_PASSWORD,
+    KAFKA_USER,
+    TLS_KEY_PASSWORD,
+    mint_api_key,
+)
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -33,7 +42,6 @@ from pipeline.stack import procs
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
-FAKE_API_KEY = "ZmFrZS1pZDpmYWtlLWFwaS1rZXktc2VjcmV0LTQ0MjE="
 BAD_LINE = b"<14>Nov 20 10:15:09 fw-edge-01 this is not a PAN-OS log line"
 
 
@@ -41,6 +49,9 @@ BAD_LINE = b"<14>Nov 20 10:15:09 fw-edge-01 this is not a PAN-OS log line"
 def secure_run(settings, run_prefix, secure_kafka, secure_es, *, pki, tmp_path_factory):
     tag = f"{run_prefix}-secure"
     folder = tmp_path_factory.mktemp("secure-run")
+    _key_id, api_key = mint_api_key(
+        secure_es, f"{tag}-pipeline", f"{tag}-events-*", f"{tag}-alerts*"
+    )
     s = isolated_settings(
         settings,
         tag,
@@ -54,6 +65,7 @@ def secure_run(settings, run_prefix, secure_kafka, secure_es, *, pki, tmp_path_f
         es_ca_certs=str(secure_es.ca),
         es_username=ES_USER,
         es_password=ES_PASSWORD,
+        es_api_key=api_key,
         syslog_tls_cert=str(pki.server_locked.cert),
         syslog_tls_key=str(pki.server_locked.key),
         syslog_tls_key_password=TLS_KEY_PASSWORD,
@@ -190,18 +202,19 @@ def test_secrets_appear_nowhere(secure_run, pki) -> None:
     s, services, folder = secure_run
     send_mtls(s, pki, [BAD_LINE])
     letters = dead_letters(s, 1)
-    secrets = [KAFKA_PASSWORD, ES_PASSWORD, TLS_KEY_PASSWORD, FAKE_API_KEY]
+    # the encoded key the pipeline sends, and the secret half of its "id:secret"
+    key_secret = base64.b64decode(s.es_api_key).decode().split(":", 1)[1]
+    secrets = [KAFKA_PASSWORD, ES_PASSWORD, TLS_KEY_PASSWORD, s.es_api_key, key_secret]
     seen: dict[str, str] = {}
     for letter in letters:
         seen["dead letter"] = seen.get("dead letter", "") + orjson.dumps(letter).decode()
     for port, name in ((s.ingest_metrics_port, "ingest"), (s.web_port, "worker")):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             seen[f"{name} /metrics"] = answer.read().decode()
-    with_key = dataclasses.replace(s, es_api_key=FAKE_API_KEY)
     for args in (["stack", "status", "--json"], ["stack", "status"], ["setup", "--check"]):
         done = subprocess.run(
             [sys.executable, "-m", "pipeline", *args],
-            env=settings_env(with_key), capture_output=True, text=True, timeout=120, check=False,
+            env=settings_env(s), capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         seen[" ".join(args)] = done.stdout + done.stderr
     services.stop()
@@ -210,6 +223,7 @@ def test_secrets_appear_nowhere(secure_run, pki) -> None:
     assert "not_panos" in seen["dead letter"] or "parse" in seen["dead letter"]
     assert "decryptscope_" in seen["ingest /metrics"]
     assert "decryptscope_" in seen["worker /metrics"]
+    assert "no drift" in seen["setup --check"]  # the key in the grep is one that works
     leaks = [
         (where, secret) for where, text in seen.items() for secret in secrets if secret in text
     ]
