@@ -328,6 +328,7 @@ class Metrics:
     consumer_lag: Gauge
     ingest_buffer_bytes: Gauge
     correlation_evicted: Counter
+    dead_letter_failures: Counter
 
 
 def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = True) -> Metrics:
@@ -410,6 +411,11 @@ def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = Tr
             "correlation_evicted",
             "Sessions dropped from the correlation table to stay within correlation_max_entries.",
         ),
+        dead_letter_failures=counter(
+            "dead_letter_failures",
+            "Messages lost because the dead-letter topic refused them too, by stage.",
+            ("stage",),
+        ),
     )
     if prime:
         _prime(metrics)
@@ -432,6 +438,7 @@ def _prime(m: Metrics) -> None:
         m.es_documents.labels(result)
     for stage, error_type in (("parse", "parse"), ("publish", "sink"), ("index", "sink")):
         m.dead_letters.labels(stage, error_type)
+    m.dead_letter_failures.labels("publish")
     # Failures per cause from the first scrape on, so that the first burst of a cause is a rate
     # and its spike has a (zero) baseline.
     for cause, category in catalogue_causes():
@@ -485,6 +492,10 @@ def observe_record(m: Metrics, record: Mapping[str, Any], diagnosis: Any = None)
 
 def observe_dead_letter(m: Metrics, stage: object, error_type: object) -> None:
     m.dead_letters.labels(stage_label(stage), error_type_label(error_type)).inc()
+
+
+def observe_dead_letter_failure(m: Metrics, stage: object) -> None:
+    m.dead_letter_failures.labels(stage_label(stage)).inc()
 
 
 def observe_alert(m: Metrics, kind: object, cause: object) -> None:

@@ -70,7 +70,15 @@ def create_app(
         producer_max_batch_size=512 * 1024,
         broker_commit_every=max(10_000, settings.bulk_size),
         broker_commit_interval=2.8,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
         stream_buffer_maxsize=max(1024, settings.bulk_size),
+        # Faust would wait, on SIGTERM and on every rebalance, until each event a stream took
+        # is acked; the index agent acks only once Elasticsearch has the event, so with
+        # Elasticsearch away the worker never stopped. Events are idempotent (document ids):
+        # not waiting only means the unacked ones are consumed again. The index agent's
+        # running requests get a short grace at shutdown instead (index.InFlight.settle).
+        stream_wait_empty=False,
         # Events are ~5 kB: the default 1 MB per partition and fetch is ~200 events, which
         # capped the index agent at ~500 events/s; more costs RSS (prefetch per partition).
         consumer_max_fetch_size=4 * 1024 * 1024,
@@ -93,8 +101,9 @@ def create_app(
         process.register(app, settings, topics, table, processor, metrics=metrics)
     if role in ("all", "index"):
         writer = BulkWriter(es_client or make_client(settings), settings, metrics=metrics)
-        parts["writer"] = writer
-        index.register(app, settings, topics, writer, metrics)
+        in_flight = index.InFlight()
+        parts.update(writer=writer, in_flight=in_flight)
+        index.register(app, settings, topics, writer, metrics, in_flight=in_flight)
         if importlib.util.find_spec("pipeline.stream.spikes") is not None:
             from pipeline.stream import spikes
 
@@ -102,7 +111,9 @@ def create_app(
 
         @app.on_before_shutdown.connect
         async def _close_es(app: Any, **_kwargs: Any) -> None:
-            # after the consumer stopped: no bulk request is started any more
+            # after the consumer stopped and before the agents stop and the last commit:
+            # running bulk requests finish (their offsets are committed) or are abandoned
+            await in_flight.settle(index.STOP_GRACE_S)
             await writer.client.close()
 
     if with_metrics_endpoint:

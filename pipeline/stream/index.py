@@ -13,6 +13,11 @@ flight, released only after Elasticsearch indexed it or it was dead-lettered: tw
 event stays held even where nothing else referenced it (Faust's test context). A batch
 interrupted by a shutdown (its request cancelled) stays uncommitted and is consumed again
 (``_id`` makes that harmless).
+
+Stopping: Faust does not wait for held events (``stream_wait_empty`` is off: with Elasticsearch
+away a bulk request retries for as long as it is away, and the worker would not stop). Instead
+``InFlight.settle`` takes no new batch and gives the running requests ``STOP_GRACE_S`` to
+finish before cancelling them; Faust then commits what was acked and no more.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ DOC_ID_HEADER = "doc_id"
 INDEX_HEADER = "index"
 MAX_IN_FLIGHT = 2
 HELD = 2
+# How long a stopping worker lets running bulk requests finish before abandoning them.
+STOP_GRACE_S = 5.0
 
 
 def _header(headers: Any, name: str) -> Any:
@@ -72,10 +79,38 @@ def index_of(event: Any, prefix: str) -> str:
     return index_for(doc, prefix)
 
 
+class InFlight:
+    """The index agent's running bulk requests, and how they end when the worker stops."""
+
+    def __init__(self) -> None:
+        self.tasks: deque[asyncio.Future] = deque()
+        self.closing = False
+
+    async def settle(self, timeout: float) -> None:
+        """Start no new request; wait up to ``timeout`` for the running ones, cancel the rest.
+
+        A finished request has acked its events; a cancelled one leaves them unacked, so their
+        offsets are not committed and the next worker consumes them again."""
+        self.closing = True
+        if self.tasks:
+            _done, pending = await asyncio.wait(list(self.tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+
+
 def register(
-    app: Any, settings: Settings, topics: Topics, writer: BulkWriter, metrics: Metrics = METRICS
+    app: Any,
+    settings: Settings,
+    topics: Topics,
+    writer: BulkWriter,
+    metrics: Metrics = METRICS,
+    *,
+    in_flight: InFlight | None = None,
 ) -> Any:
     prefix = writer.prefix
+    running = in_flight or InFlight()
 
     async def index_batch(events: list[Any], items: list[tuple[str, str, bytes]]) -> None:
         by_id = {doc_id: event for (doc_id, _, _), event in zip(items, events, strict=False)}
@@ -87,11 +122,19 @@ def register(
 
     @app.agent(topics.events, name="index", concurrency=1)
     async def index(stream: Any) -> Any:
-        in_flight: deque[asyncio.Future] = deque()
+        in_flight = running.tasks
         try:
             async for events in stream.take_events(settings.bulk_size, settings.bulk_max_latency_s):
                 for event in events:
                     event.message.incref(HELD)
+                # room for this request; a finished one raises here what it raised
+                while in_flight and (len(in_flight) >= MAX_IN_FLIGHT or in_flight[0].done()):
+                    await _finished(in_flight[0])
+                    in_flight.popleft()
+                if running.closing:
+                    # the worker is stopping: held and never released, so not committed (the
+                    # next worker consumes them again)
+                    continue
                 good: list[Any] = []
                 items: list[tuple[str, str, bytes]] = []
                 for event in events:
@@ -103,16 +146,20 @@ def register(
                         continue
                     good.append(event)
                     items.append((doc_id_of(event), index_name, event.value))
-                while len(in_flight) >= MAX_IN_FLIGHT:
-                    await in_flight.popleft()
                 in_flight.append(asyncio.ensure_future(index_batch(good, items)))
-                while in_flight and in_flight[0].done():
-                    in_flight.popleft().result()
         finally:
             for task in in_flight:
                 task.cancel()
+            in_flight.clear()
 
     return index
+
+
+async def _finished(task: asyncio.Future) -> None:
+    """Wait for a bulk request; raise what it raised unless ``settle`` cancelled it."""
+    await asyncio.wait((task,))
+    if not task.cancelled():
+        task.result()
 
 
 def _release(event: Any) -> None:

@@ -6,8 +6,16 @@ an in-process queue and accounts its bytes. One sender thread moves the queue in
 producer. The byte account covers a message from ``offer()`` until Kafka acknowledged it, so
 ``ingest_buffer_bytes`` bounds everything ingest holds in memory. When the account is over the
 limit ``full`` is true: TCP/TLS listeners pause reading (backpressure) and UDP drops (counted).
-A send that fails after the producer's own retries is queued again: accepted data is never
-dropped while the process runs.
+
+A send that fails with an error kafka-python calls retriable (``KafkaError.retriable``: broker
+away, leader moving, timeouts), after the producer's own retries, is queued again: accepted
+data is never dropped while the process runs. Any other error is permanent for that message
+(too large for the topic, not authorized, invalid topic). Other messages may fail with it
+through no fault of their own (an idempotent kafka-python producer refuses every send after
+one permanent failure), so the producer is replaced and the message is sent again in a batch of
+its own: if it fails for good there too, it goes to the dead-letter topic with the reason and
+is counted (``decryptscope_dead_letters_total{stage="publish"}``). A dead letter the dead-letter
+topic refuses for good is logged and counted (``decryptscope_dead_letter_failures_total``).
 """
 
 from __future__ import annotations
@@ -15,19 +23,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from pipeline import kafka_config
+from pipeline.errors import SinkError
+from pipeline.metrics import METRICS, Metrics, observe_dead_letter, observe_dead_letter_failure
 from pipeline.settings import Settings
+from pipeline.sinks import deadletter
 
 _STOP = object()
+# Queue entries other than a message (value, key, headers, size, token):
+_ALONE = object()  # (_ALONE, message): send it in a batch of its own (after a permanent error)
+_DEAD = object()  # (_DEAD, message, dead letter): send the dead letter to the dead-letter topic
+STAGE = "publish"
+RETRY_S = 1.0
+FLUSH_S = 10.0
+# At most one line per kind of permanent failure in this many seconds (a topic that refuses
+# every message must not flood the log).
+SAY_EVERY_S = 60.0
 # Header of a message ingest had to cut at max_message_bytes (value: the bytes kept).
 CUT_HEADER = "cut"
 _MAX_SERIAL = 32
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """kafka-python's own verdict on a send error: can a later attempt succeed?
+
+    Its error classes carry ``retriable``; anything that is not a ``KafkaError`` (a bad
+    argument, a serializer error) fails the same way every time."""
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
 
 
 def kafka_key(message: bytes, sender_ip: str) -> bytes:
@@ -56,6 +87,8 @@ class PublisherStats:
     published: int = 0
     send_errors: int = 0
     resent: int = 0
+    dead_lettered: int = 0
+    lost: int = 0  # refused by the dead-letter topic too
 
 
 class Publisher:
@@ -67,8 +100,11 @@ class Publisher:
         *,
         producer_factory: Callable[[], Any] | None = None,
         topic: str | None = None,
+        metrics: Metrics = METRICS,
     ) -> None:
         self.topic = topic or settings.topic_raw
+        self.dlq_topic = settings.topic_dlq
+        self.metrics = metrics
         self.limit = settings.ingest_buffer_bytes
         self.low_water = settings.ingest_buffer_bytes // 2
         self.stats = PublisherStats()
@@ -81,6 +117,8 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room_waiters: list[Callable[[], None]] = []
         self._closed = False
+        self._renew = False  # the producer may be broken by a permanent failure
+        self._said: dict[str, tuple[float, int]] = {}
         # Called with an offer's ``token`` once Kafka acknowledged it (the disk spool).
         self.on_acked: Callable[[Any], None] | None = None
 
@@ -162,24 +200,71 @@ class Publisher:
     # --- the sender thread ------------------------------------------------------------------
     def _run(self) -> None:
         get = self._queue.get
-        send = self._producer.send
         topic = self.topic
         while True:
             item = get()
             if item is _STOP:
                 break
+            if self._renew:
+                self._renew_producer()
+            if item[0] is _ALONE:
+                self._send_alone(item)
+                continue
+            if item[0] is _DEAD:
+                self._send_dead_letter(item)
+                continue
             value, key, headers, size, token = item
             try:
-                future = send(topic, value=value, key=key, headers=headers)
-            except Exception:
-                self._failed(item)
+                future = self._producer.send(topic, value=value, key=key, headers=headers)
+            except Exception as exc:
+                self._failed(item, exc)
                 continue
             future.add_callback(self._sent, size, token)
-            future.add_errback(self._send_failed, item)
+            future.add_errback(self._failed, item)
         try:
-            self._producer.flush(10)
+            self._producer.flush(FLUSH_S)
         except Exception:
             self.stats.send_errors += 1
+
+    def _renew_producer(self) -> None:
+        """A new producer: kafka-python's idempotent producer refuses every send after one
+        permanent failure. Closing the old one fails what it still held back to ``_failed``."""
+        old = self._producer
+        with contextlib.suppress(Exception):
+            old.close(FLUSH_S)
+        self._renew = False
+        while not self._closed:
+            try:
+                self._producer = self._factory()
+                return
+            except Exception as exc:
+                self._say("producer", f"cannot create a Kafka producer ({exc}); retrying")
+                time.sleep(RETRY_S)
+
+    def _send_alone(self, entry: tuple) -> None:
+        """Send one message with nothing else in its batch, so that its outcome is its own."""
+        value, key, headers, size, token = entry[1]
+        try:
+            self._producer.flush(FLUSH_S)
+            if self._renew:
+                self._renew_producer()
+            future = self._producer.send(self.topic, value=value, key=key, headers=headers)
+            self._producer.flush(FLUSH_S)
+        except Exception as exc:
+            self._failed(entry, exc)
+            return
+        future.add_callback(self._sent, size, token)
+        future.add_errback(self._failed, entry)
+
+    def _send_dead_letter(self, entry: tuple) -> None:
+        _tag, (_value, key, headers, _size, _token), letter = entry
+        try:
+            future = self._producer.send(self.dlq_topic, value=letter, key=key, headers=headers)
+        except Exception as exc:
+            self._dead_letter_failed(entry, exc)
+            return
+        future.add_callback(self._dead_lettered, entry)
+        future.add_errback(self._dead_letter_failed, entry)
 
     def _release(self, size: int) -> None:
         with self._lock:
@@ -196,20 +281,77 @@ class Publisher:
         self.stats.published += 1
         self._release(size)
 
-    def _send_failed(self, item: tuple, _exc: BaseException) -> None:
-        self._failed(item)
-
-    def _failed(self, item: tuple) -> None:
-        # The producer already retried until delivery_timeout_ms: Kafka is away. Keep the
-        # message (it stays in the byte account) and try again shortly.
+    def _failed(self, entry: tuple, exc: BaseException) -> None:
+        """A message (``entry``: as queued, or tagged ``_ALONE``) that Kafka did not take."""
         self.stats.send_errors += 1
+        alone = entry[0] is _ALONE
+        message = entry[1] if alone else entry
         if self._closed:
-            self._release(item[3])
+            self._release(message[3])
             return
+        if is_retriable(exc):
+            # The producer already retried until delivery_timeout_ms: Kafka is away. Keep the
+            # message (it stays in the byte account) and try again shortly.
+            self._retry_later(entry)
+            return
+        self._renew = True
+        if not alone:
+            self._queue.put((_ALONE, message))
+            return
+        reason = f"Kafka refused the message for topic {self.topic}: {_describe(exc)}"
+        letter = deadletter.from_error(message[0], SinkError(reason), stage=STAGE, topic=self.topic)
+        self._say(type(exc).__name__, f"{reason}; sending it to {self.dlq_topic}")
+        self._queue.put((_DEAD, message, deadletter.encode(letter)))
+
+    def _dead_lettered(self, entry: tuple, _metadata: Any) -> None:
+        _tag, message, _letter = entry
+        observe_dead_letter(self.metrics, STAGE, SinkError.error_type)
+        self.stats.dead_lettered += 1
+        if message[4] is not None and self.on_acked is not None:
+            self.on_acked(message[4])
+        self._release(message[3])
+
+    def _dead_letter_failed(self, entry: tuple, exc: BaseException) -> None:
+        self.stats.send_errors += 1
+        message = entry[1]
+        if self._closed:
+            self._release(message[3])
+            return
+        if is_retriable(exc):
+            self._retry_later(entry)
+            return
+        self._renew = True
+        observe_dead_letter_failure(self.metrics, STAGE)
+        self.stats.lost += 1
+        self._say(
+            f"dlq:{type(exc).__name__}",
+            f"the dead-letter topic {self.dlq_topic} refused a message too "
+            f"({_describe(exc)}); {len(message[0])} bytes lost",
+        )
+        self._release(message[3])
+
+    def _retry_later(self, entry: tuple) -> None:
         self.stats.resent += 1
-        timer = threading.Timer(1.0, self._queue.put, (item,))
+        timer = threading.Timer(RETRY_S, self._queue.put, (entry,))
         timer.daemon = True
         timer.start()
+
+    def _say(self, kind: str, text: str) -> None:
+        """One line on stderr, at most one per ``kind`` every ``SAY_EVERY_S``."""
+        now = time.monotonic()
+        last, quiet = self._said.get(kind, (-SAY_EVERY_S, 0))
+        if now - last < SAY_EVERY_S:
+            self._said[kind] = (last, quiet + 1)
+            return
+        more = f" ({quiet} more like it since the last line)" if quiet else ""
+        self._said[kind] = (now, 0)
+        print(f"decryptscope ingest: {text}{more}", file=sys.stderr, flush=True)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return text if name in text else f"{name}: {text}"
 
 
 def make_producer(settings: Settings) -> Any:

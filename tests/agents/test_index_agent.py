@@ -44,7 +44,7 @@ class RecordingClient:
         return {"errors": bool(self.refuse & {o["index"]["_id"] for o in ops}), "items": items}
 
 
-def make_app(client: RecordingClient, bulk_size: int = 3):
+def make_app(client: RecordingClient, bulk_size: int = 3, in_flight: index.InFlight | None = None):
     settings = dataclasses.replace(Settings(), bulk_size=bulk_size, bulk_max_latency_s=0.2)
     app = faust.App(f"test-index-{id(client)}", broker="kafka://127.0.0.1:1", store="memory://")
     topics = declare(app, settings)
@@ -55,7 +55,9 @@ def make_app(client: RecordingClient, bulk_size: int = 3):
         sent.append((key, value))
 
     topics.dlq.send = fake_send  # the producer is not under test here
-    agent = index.register(app, settings, topics, writer, build_metrics(CollectorRegistry()))
+    agent = index.register(
+        app, settings, topics, writer, build_metrics(CollectorRegistry()), in_flight=in_flight
+    )
     return agent, sent
 
 
@@ -100,6 +102,46 @@ async def test_an_interrupted_batch_is_not_acked() -> None:
             event.message.incref()  # what the conductor does for each subscribed stream
         await asyncio.sleep(0.5)
     assert not any(e.message.acked for e in events)
+
+
+async def test_settle_abandons_a_stuck_request_and_takes_no_new_batch() -> None:
+    """The worker's stop: a request that does not finish within the grace is cancelled, and
+    nothing taken afterwards is sent or acked (all of it is consumed again after a restart)."""
+    client = RecordingClient()
+    in_flight = index.InFlight()
+    agent, _sent = make_app(client, in_flight=in_flight)
+    async with agent.test_context() as a:
+        events = [
+            await a.put(ecs(n), headers={"doc_id": f"d{n}".encode()}, wait=False) for n in range(6)
+        ]
+        for event in events:
+            event.message.incref()  # the conductor's reference, as in a worker
+        await wait_until(lambda: len(in_flight.tasks) == 2)
+        await in_flight.settle(0.1)
+        assert all(task.cancelled() for task in in_flight.tasks)
+        client.release.set()
+        later = [
+            await a.put(ecs(n), headers={"doc_id": f"d{n}".encode()}, wait=False)
+            for n in range(6, 9)
+        ]
+        await asyncio.sleep(0.5)
+        assert not client.requests
+        assert not any(e.message.acked for e in events + later)
+
+
+async def test_settle_lets_a_request_that_finishes_in_time_ack_its_events() -> None:
+    client = RecordingClient()
+    in_flight = index.InFlight()
+    agent, _sent = make_app(client, in_flight=in_flight)
+    async with agent.test_context() as a:
+        events = [
+            await a.put(ecs(n), headers={"doc_id": f"d{n}".encode()}, wait=False) for n in range(3)
+        ]
+        await wait_until(lambda: len(in_flight.tasks) == 1)
+        asyncio.get_running_loop().call_later(0.2, client.release.set)
+        await in_flight.settle(10)
+        assert all(e.message.acked for e in events)
+        assert len(client.requests) == 1
 
 
 async def test_refused_documents_go_to_the_dead_letter_topic() -> None:
