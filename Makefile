@@ -11,7 +11,7 @@ help:
 	@echo "make demo     start the local stack and run the demo"
 	@echo "make test     lint, unit + golden tests, then integration / e2e / fault tests"
 	@echo "make bench    run every bench/*.py"
-	@echo "make lint     ruff check ."
+	@echo "make lint     ruff check . && ruff format --check ."
 	@echo "make stack-up | stack-down | stack-status"
 
 setup:
@@ -27,6 +27,7 @@ demo:
 
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Unit and golden tests need no servers; the rest bring up the local stack if it is down.
 test: lint test-unit test-stack

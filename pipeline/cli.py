@@ -31,7 +31,9 @@ def _add_stack(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.add_argument("--purge", action="store_true", help="with down: also remove data")
     p.add_argument(
-        "--only", action="append", default=None,
+        "--only",
+        action="append",
+        default=None,
         choices=["kafka", "elasticsearch", "prometheus", "alertmanager"],
         help="limit to these components (repeatable)",
     )
@@ -100,8 +102,15 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     target = replay.parse_target(args.to)
     messages = replay.prepare(replay.read_lines(args.files), now=args.now)
     sent = replay.replay(
-        messages, target, rate=args.rate, loop=args.loop, octet_counting=args.octet_counting,
-        cafile=args.cafile, insecure=args.insecure, certfile=args.cert, keyfile=args.key,
+        messages,
+        target,
+        rate=args.rate,
+        loop=args.loop,
+        octet_counting=args.octet_counting,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        certfile=args.cert,
+        keyfile=args.key,
     )
     print(f"sent {sent} messages to {args.to}", file=sys.stderr)
     return 0
@@ -140,8 +149,12 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
     tz_for = settings.timezone_for if settings.device_timezones else None
     failures = run_parse(
-        args.files or ["-"], sys.stdout.buffer, sys.stderr,
-        default_tz=settings.default_timezone, tz_for=tz_for, diagnose=not args.no_diagnosis,
+        args.files or ["-"],
+        sys.stdout.buffer,
+        sys.stderr,
+        default_tz=settings.default_timezone,
+        tz_for=tz_for,
+        diagnose=not args.no_diagnosis,
     )
     sys.stdout.flush()
     return 1 if failures and args.strict else 0

@@ -261,7 +261,7 @@ def load_settings(
             raise ConfigError(f"config file {config_file}: {exc}") from exc
     for key, raw in env.items():
         if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
-            values[key[len(ENV_PREFIX):].lower()] = raw
+            values[key[len(ENV_PREFIX) :].lower()] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
     _read_secret_files(values)
     unknown = sorted(set(values) - set(_FIELDS))
@@ -276,12 +276,25 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Refuse values that cannot work, naming the setting."""
     positive = (
-        "bulk_size", "bulk_max_latency_s", "max_message_bytes", "max_connections",
-        "idle_timeout_s", "ingest_buffer_bytes", "correlation_window_s",
-        "correlation_max_entries", "alert_window_s", "alert_baseline_windows",
-        "alert_min_count", "alert_ratio", "alert_sigma", "topic_partitions",
-        "topic_replication", "alert_new_cause_min_count",
-        "alert_cooldown_windows", "alert_max_servers", "spool_max_bytes",
+        "bulk_size",
+        "bulk_max_latency_s",
+        "max_message_bytes",
+        "max_connections",
+        "idle_timeout_s",
+        "ingest_buffer_bytes",
+        "correlation_window_s",
+        "correlation_max_entries",
+        "alert_window_s",
+        "alert_baseline_windows",
+        "alert_min_count",
+        "alert_ratio",
+        "alert_sigma",
+        "topic_partitions",
+        "topic_replication",
+        "alert_new_cause_min_count",
+        "alert_cooldown_windows",
+        "alert_max_servers",
+        "spool_max_bytes",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
