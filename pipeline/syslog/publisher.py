@@ -283,18 +283,10 @@ class Publisher:
 
     def _failed(self, entry: tuple, exc: BaseException) -> None:
         """A message (``entry``: as queued, or tagged ``_ALONE``) that Kafka did not take."""
-        self.stats.send_errors += 1
         alone = entry[0] is _ALONE
         message = entry[1] if alone else entry
-        if self._closed:
-            self._release(message[3])
+        if self._retried_or_closing(entry, message, exc):
             return
-        if is_retriable(exc):
-            # The producer already retried until delivery_timeout_ms: Kafka is away. Keep the
-            # message (it stays in the byte account) and try again shortly.
-            self._retry_later(entry)
-            return
-        self._renew = True
         if not alone:
             self._queue.put((_ALONE, message))
             return
@@ -302,6 +294,22 @@ class Publisher:
         letter = deadletter.from_error(message[0], SinkError(reason), stage=STAGE, topic=self.topic)
         self._say(type(exc).__name__, f"{reason}; sending it to {self.dlq_topic}")
         self._queue.put((_DEAD, message, deadletter.encode(letter)))
+
+    def _retried_or_closing(self, entry: tuple, message: tuple, exc: BaseException) -> bool:
+        """Count a send error; True when that is all there is to do: the publisher is closing
+        (the message is let go) or the error is retriable (the producer already retried until
+        delivery_timeout_ms, so Kafka is away: the entry stays in the byte account and is
+        queued again shortly). False for a permanent error, after which the producer is
+        renewed before the next send."""
+        self.stats.send_errors += 1
+        if self._closed:
+            self._release(message[3])
+            return True
+        if is_retriable(exc):
+            self._retry_later(entry)
+            return True
+        self._renew = True
+        return False
 
     def _dead_lettered(self, entry: tuple, _metadata: Any) -> None:
         _tag, message, _letter = entry
@@ -312,15 +320,9 @@ class Publisher:
         self._release(message[3])
 
     def _dead_letter_failed(self, entry: tuple, exc: BaseException) -> None:
-        self.stats.send_errors += 1
         message = entry[1]
-        if self._closed:
-            self._release(message[3])
+        if self._retried_or_closing(entry, message, exc):
             return
-        if is_retriable(exc):
-            self._retry_later(entry)
-            return
-        self._renew = True
         observe_dead_letter_failure(self.metrics, STAGE)
         self.stats.lost += 1
         self._say(
