@@ -74,6 +74,20 @@ def isolated_settings(base: Settings, tag: str, worker_dir: Path, **overrides: A
     return dataclasses.replace(base, **own)
 
 
+def spawn(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
+    """``python -m pipeline <args>`` with ``settings`` in its environment, in a session of its
+    own (signals reach it alone), output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class Services:
     """``decryptscope ingest`` and ``decryptscope worker`` as child processes."""
 
@@ -86,16 +100,7 @@ class Services:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, name: str, args: list[str], settings: Settings) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *args],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.procs[name] = spawn(args, settings, self.log_dir / f"{name}.log")
 
     def start(self, *, ingest: bool = True, worker: bool = True) -> Services:
         if ingest:

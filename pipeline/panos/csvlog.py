@@ -54,6 +54,19 @@ _FAILS = "(ValueError, OverflowError)"
 _SMALL_INTS: dict[str, int] = {str(i): i for i in range(4097)}
 
 
+def _to_int(on_failure: str) -> list[str]:
+    """Source that sets ``x`` to the integer in ``v`` (small ones from a table), running
+    ``on_failure`` when ``v`` is not one."""
+    return [
+        "        x = _small_int(v)",
+        "        if x is None:",
+        "            try:",
+        "                x = _int(v)",
+        f"            except {_FAILS}:",
+        f"                {on_failure}",
+    ]
+
+
 def _column_code(i: int, name: str, kind: str) -> list[str]:
     """Straight-line code for column ``i``: skipped when empty, converted inline (no converter
     call per column on the common path), set aside in ``bad`` when unreadable."""
@@ -71,23 +84,13 @@ def _column_code(i: int, name: str, kind: str) -> list[str]:
         ]
     elif kind == "int":
         src += [
-            "        x = _small_int(v)",
-            "        if x is None:",
-            "            try:",
-            "                x = _int(v)",
-            f"            except {_FAILS}:",
-            f"                {reject}",
+            *_to_int(reject),
             "        if x is not None:",
             f"            rec[{key}] = x",
         ]
     elif kind == "port":
         src += [
-            "        x = _small_int(v)",
-            "        if x is None:",
-            "            try:",
-            "                x = _int(v)",
-            f"            except {_FAILS}:",
-            "                x = -1",
+            *_to_int("x = -1"),
             "        if 0 <= x <= 65535:",
             f"            rec[{key}] = x",
             "        else:",

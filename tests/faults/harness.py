@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import orjson
 
 from pipeline import replay
-from pipeline.demo import SAMPLE, isolated_settings, settings_env
+from pipeline.demo import SAMPLE, isolated_settings, settings_env, spawn
 from pipeline.settings import Settings
 from pipeline.stack import procs
 from pipeline.stack.layout import Layout
@@ -128,14 +128,7 @@ class Pipeline:
         return self.folder / f"{name}.log"
 
     def _spawn(self, name: str, args: list[str], settings: Settings) -> None:
-        with self.log(name).open("ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", *args],
-                env=settings_env(settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.procs[name] = spawn(args, settings, self.log(name))
 
     def start_ingest(self, spool: Path | None = None) -> None:
         args = ["ingest"] + (["--spool", str(spool)] if spool else [])

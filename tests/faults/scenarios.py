@@ -89,17 +89,13 @@ def kafka_broker_sigkill(stack: Settings, folder: Path, events: int, rate: float
     p = Pipeline.create(stack, folder, "kafka-kill")
     p.start_ingest()
     p.start_worker(0)
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 3)
+    sender = _stream(p, events, rate, until=events // 3)
     kill_server(stack, "kafka", signal.SIGKILL)
     fault = time.monotonic()
     time.sleep(3)
     stack_mod.up(stack, ["kafka"], say=_quiet)
     restored_s = time.monotonic() - fault
-    sender.join()
-    assert sender.error is None, sender.error
+    _sent_all(sender)
     recover = _drain(p, events, fault, "ingest", "worker0")
     return _finish("Kafka broker SIGKILL, restarted", p, p.ids(0, events), recover,
                    broker_down_s=round(restored_s, 1))  # fmt: skip
@@ -114,10 +110,7 @@ def elasticsearch_stopped(
     p = Pipeline.create(stack, folder, "es-stop")
     p.start_ingest()
     p.start_worker(0)
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 3)
+    sender = _stream(p, events, rate, until=events // 3)
     worker_pid = p.procs["worker0"].pid
     rss_before = rss_bytes(worker_pid)
     errors_before = metric_sum(scrape(p.settings.web_port), "decryptscope_es_bulk_errors_total")
@@ -140,8 +133,7 @@ def elasticsearch_stopped(
         )
     finally:
         stack_mod.up(stack, ["elasticsearch"], say=_quiet)
-    sender.join()
-    assert sender.error is None, sender.error
+    _sent_all(sender)
     recover = _drain(p, events, fault, "ingest", "worker0")
     return _finish(
         f"Elasticsearch stopped {down_s:.0f} s", p, p.ids(0, events), recover,
@@ -171,15 +163,11 @@ def worker_sigkill(stack: Settings, folder: Path, events: int, rate: float) -> R
     traffic_id = next(iter(expected_ids([traffic])))
     # the TRAFFIC line is in the table (and its changelog) once its document is indexed
     wait_indexed(p.settings, 1, 120, lambda: p.check_alive("worker0"))
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 3)
+    sender = _stream(p, events, rate, until=events // 3)
     p.kill("worker0", signal.SIGKILL)
     fault = time.monotonic()
     p.restart("worker0")
-    sender.join()
-    assert sender.error is None, sender.error
+    _sent_all(sender)
     _send_raw(p, [decryption])
     recover = _drain(p, events + len(pair_ids), fault, "ingest", "worker0")
     joined = _correlation_count(p, traffic_id)
@@ -194,10 +182,7 @@ def ingest_sigterm(stack: Settings, folder: Path, events: int, rate: float) -> R
     p = Pipeline.create(stack, folder, "ingest-term")
     p.start_ingest()
     p.start_worker(0)
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 2)
+    sender = _stream(p, events, rate, until=events // 2)
     code = p.kill("ingest", signal.SIGTERM)
     fault = time.monotonic()
     sender.stop()
@@ -223,10 +208,7 @@ def ingest_sigkill_with_spool(stack: Settings, folder: Path, events: int, rate: 
     spool_dir = folder / "spool"
     p.start_ingest(spool=spool_dir)
     p.start_worker(0)
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 3)
+    sender = _stream(p, events, rate, until=events // 3)
     kill_server(stack, "kafka", signal.SIGSTOP)
     try:
         time.sleep(5)
@@ -257,18 +239,14 @@ def worker_of_two_sigkill(stack: Settings, folder: Path, events: int, rate: floa
     p.start_worker(1)
     if wait_group(p.settings, 2, 180) == float("inf"):
         raise AssertionError("the two workers did not form a stable group within 180 s")
-    _warm(p)
-    sender = Sender(p, 1, events, rate)
-    sender.start()
-    sender.wait_sent(events // 3)
+    sender = _stream(p, events, rate, until=events // 3)
     p.kill("worker1", signal.SIGKILL)
     fault = time.monotonic()
     # the dead member's heartbeats stop; the coordinator drops it after the session timeout
     # and the survivor rejoins with every partition
     takeover = wait_group(p.settings, 1, SESSION_TIMEOUT_S + 120)
     p.check_alive("worker0")
-    sender.join()
-    assert sender.error is None, sender.error
+    _sent_all(sender)
     recover = _drain(p, events, fault, "ingest", "worker0")
     return _finish("1 of 2 workers SIGKILL, not restarted", p, p.ids(0, events), recover,
                    takeover_s=round(takeover, 1), session_timeout_s=SESSION_TIMEOUT_S)  # fmt: skip
@@ -285,6 +263,21 @@ SCENARIOS: dict[str, Callable[..., Result]] = {
 
 
 # --- helpers -------------------------------------------------------------------------------
+def _stream(p: Pipeline, events: int, rate: float, until: int) -> Sender:
+    """Events 1..``events`` sent in the background at ``rate``, after event 0 went through;
+    returns once ``until`` of them are sent, the moment to strike."""
+    _warm(p)
+    sender = Sender(p, 1, events, rate)
+    sender.start()
+    sender.wait_sent(until)
+    return sender
+
+
+def _sent_all(sender: Sender) -> None:
+    sender.join()
+    assert sender.error is None, sender.error
+
+
 def _warm(p: Pipeline) -> None:
     """Faults strike a running stream: event 0 goes through before the stream starts."""
     send_all(p, 0, 1)
