@@ -1,22 +1,27 @@
-"""End-to-end throughput and latency of the streaming pipeline on the local stack.
+"""End-to-end throughput, latency and CPU of the streaming pipeline on the local stack.
 
-Three measurements in one run, each on its own topics and index prefix:
+Measurements in one run, each on its own topics and index prefix:
 
 1. ceiling: the ECS documents of the messages bulk-indexed straight into Elasticsearch by one
-   process (the same BulkWriter and request size the worker uses, two requests in flight),
-   until searchable;
-2. pipeline: the messages replayed over TCP into ``ingest`` -> Kafka -> ``worker`` -> ES, from
-   the first byte sent until the last document is searchable (events/s), the workers' peak RSS
-   and the CPU time they used per event (less sensitive to a busy machine than wall time);
-3. latency: a replay at half the measured pipeline rate; send -> searchable latency (p50, p99),
-   estimated by order: the i-th message counts as searchable at the first poll (every 50 ms)
-   where the index holds at least i+1 documents.
+   process (the worker's BulkWriter, one batch per request, two requests in flight), until
+   searchable;
+2. pipeline: the messages replayed over TCP into ``ingest`` -> Kafka -> ``--workers N``
+   worker(s) -> Elasticsearch, from the first byte sent until the last document is
+   searchable (events/s), the workers' peak RSS and the CPU time (user + system) the workers
+   and the ingest used per event (less sensitive to a busy machine than wall time);
+3. latency: a replay at half the measured pipeline rate; send -> searchable latency (p50,
+   p99), estimated by order: the i-th message counts as searchable at the first poll (every
+   50 ms) where the index holds at least i+1 documents;
+4. with ``--processing-only``: instead of 1-3, the messages are first put on ``panos.raw``
+   (a backlog), then N workers that publish to ``panos.events`` without Elasticsearch
+   (``worker_index`` false) drain it: events/s and CPU per event of the workers alone.
 
 Messages are the parseable lines of deploy/demo/sample-traffic.log with unique sequence numbers
 and session ids. The machine (CPU, cores, load average before and after) and the command are
 printed with the figures. Needs the stack (``decryptscope stack up``). Usage:
 
-    python bench/e2e.py [--messages 60000] [--latency-seconds 10] [--partitions 2]
+    python bench/e2e.py [--messages 60000] [--latency-seconds 10] [--partitions 2] [--workers 1]
+    python bench/e2e.py --processing-only --workers 2 --partitions 4 --messages 100000
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import io
 import os
 import platform
@@ -34,19 +40,23 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline import replay
-from pipeline.demo import SAMPLE, Services, isolated_settings
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline import kafka_config, wire
+from pipeline.chain import Chain, ChainConfig, Message
+from pipeline.commands import replay
+from pipeline.commands.demo import SAMPLE
+from pipeline.commands.setup import setup as _setup
 from pipeline.panos import parse_line
 from pipeline.settings import Settings, load_settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
-from pipeline.stream import provision as _provision
-from pipeline.stream.index import MAX_IN_FLIGHT
-from pipeline.stream.processing import Processor
+from pipeline.stream.indexing import MAX_IN_FLIGHT
+from tests.harness import Services, isolated_settings
 
 
 def setup(s: Settings, **kwargs) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
-        _provision.run(s, **kwargs)
+        _setup(s, **kwargs)
 
 
 def make_messages(count: int, offset: int = 0) -> list[bytes]:
@@ -89,22 +99,22 @@ def count(client, index: str) -> int:
         return 0
 
 
+def documents(s: Settings, messages: list[bytes]) -> list[tuple[str, str, bytes]]:
+    result = Chain(ChainConfig.from_settings(s)).run(
+        [Message(m) for m in messages], {}, time.time()
+    )
+    return [(d.doc_id, d.index, d.source) for d in result.documents]
+
+
 def ceiling(s: Settings, messages: list[bytes]) -> float:
     """Documents/s of one process bulk-indexing the ECS documents straight into ES."""
-    processor = Processor(s, metrics=None)
-    table: dict = {}
-    now = time.time()
-    docs = [
-        (out.doc_id.decode(), out.index.decode(), out.value)
-        for m in messages
-        for out in processor.handle(m, table, now)
-    ]
+    docs = documents(s, messages)
     setup(s, kafka=False)
     client = make_client(s, asynchronous=False)
 
     async def index_all() -> None:
         writer = BulkWriter(make_client(s), s, index_prefix=s.index_prefix)
-        batches = [docs[i : i + s.bulk_size] for i in range(0, len(docs), s.bulk_size)]
+        batches = [docs[i : i + s.batch_size] for i in range(0, len(docs), s.batch_size)]
 
         async def run(mine: list) -> None:
             for batch in mine:
@@ -120,6 +130,16 @@ def ceiling(s: Settings, messages: list[bytes]) -> float:
     elapsed = time.perf_counter() - started
     client.close()
     return len(docs) / elapsed
+
+
+def topic_size(s: Settings, topic: str) -> int:
+    """Messages on ``topic`` (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(**kafka_config.consumer_kwargs(s))
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(parts).values()) if parts else 0
+    finally:
+        consumer.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,13 +181,14 @@ class RssSampler(threading.Thread):
 
 
 def pipeline_rate(
-    s: Settings, messages: list[bytes], log_dir: Path, roles: tuple[str, ...]
-) -> tuple[float, list[int], list[float]]:
-    """(events/s send -> searchable, peak RSS kB and CPU µs per event of each worker)."""
+    s: Settings, messages: list[bytes], log_dir: Path, workers: int
+) -> tuple[float, list[int], list[float], float]:
+    """(events/s send -> searchable, peak RSS kB and CPU µs per event of each worker, CPU µs
+    per event of the ingest)."""
     setup(s)
     client = make_client(s, asynchronous=False)
-    services = Services(s, log_dir, roles=roles).start()
-    samplers = [RssSampler(services.pid(f"worker{i}")) for i in range(len(roles))]
+    services = Services(s, log_dir, workers=workers).start()
+    samplers = [RssSampler(services.pid(f"worker{i}")) for i in range(workers)]
     for sampler in samplers:
         sampler.start()
     try:
@@ -179,8 +200,9 @@ def pipeline_rate(
             services.check_alive()
             time.sleep(0.2)
         base = count(client, s.index_prefix)
-        pids = [services.pid(f"worker{i}") for i in range(len(roles))]
+        pids = [services.pid(f"worker{i}") for i in range(workers)]
         cpu_before = [cpu_seconds(pid) for pid in pids]
+        ingest_before = cpu_seconds(services.pid("ingest"))
         started = time.perf_counter()
         sender = threading.Thread(
             target=replay.replay, args=(messages, target), kwargs={"progress": False}
@@ -194,8 +216,9 @@ def pipeline_rate(
             (cpu_seconds(pid) - before) / len(messages) * 1e6
             for pid, before in zip(pids, cpu_before, strict=True)
         ]
+        ingest_us = (cpu_seconds(services.pid("ingest")) - ingest_before) / len(messages) * 1e6
         sender.join()
-        return len(messages) / elapsed, [x.peak_kb for x in samplers], cpu_us
+        return len(messages) / elapsed, [x.peak_kb for x in samplers], cpu_us, ingest_us
     finally:
         for sampler in samplers:
             sampler.stop.set()
@@ -204,12 +227,12 @@ def pipeline_rate(
 
 
 def latency(
-    s: Settings, rate: float, seconds: float, log_dir: Path, roles: tuple[str, ...]
+    s: Settings, rate: float, seconds: float, log_dir: Path, workers: int
 ) -> tuple[float, float, int]:
     """(p50, p99 seconds) of send -> searchable at ``rate`` messages/s."""
     setup(s)
     client = make_client(s, asynchronous=False)
-    services = Services(s, log_dir, roles=roles).start()
+    services = Services(s, log_dir, workers=workers).start()
     try:
         warm = make_messages(200, offset=20_000_000)
         target = replay.Target("tcp", "127.0.0.1", s.syslog_tcp_port)
@@ -248,18 +271,64 @@ def latency(
         client.close()
 
 
+def processing_only(
+    s: Settings, messages: list[bytes], log_dir: Path, workers: int
+) -> tuple[float, list[float], list[int]]:
+    """Workers draining a backlog on ``panos.raw`` into ``panos.events`` (no Elasticsearch):
+    (events/s, CPU µs per event of each worker, peak RSS kB of each)."""
+    s = dataclasses.replace(s, worker_index=False)
+    setup(s, es=False)
+    wanted = len(documents(s, messages))
+    producer = KafkaProducer(**kafka_config.producer_kwargs(s))
+    for m in messages:
+        producer.send(s.topic_raw, value=m, key=wire.raw_key(m, "127.0.0.1"))
+    producer.flush()
+    producer.close()
+    services = Services(s, log_dir, workers=workers).start(ingest=False)
+    pids = [services.pid(f"worker{i}") for i in range(workers)]
+    samplers = [RssSampler(pid) for pid in pids]
+    for sampler in samplers:
+        sampler.start()
+    try:
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        started = None
+        while True:
+            done = topic_size(s, s.topic_events)
+            if started is None and done:
+                # the clock starts at the first event out: group join is not processing
+                started, first, cpu_before = (
+                    time.perf_counter(),
+                    done,
+                    [cpu_seconds(p) for p in pids],
+                )
+            if done >= wanted:
+                break
+            services.check_alive()
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        events = wanted - first
+        cpu_us = [
+            (cpu_seconds(p) - b) / events * 1e6 for p, b in zip(pids, cpu_before, strict=True)
+        ]
+        return events / elapsed, cpu_us, [x.peak_kb for x in samplers]
+    finally:
+        for sampler in samplers:
+            sampler.stop.set()
+        services.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="workers in the consumer group")
     parser.add_argument(
-        "--roles",
-        default="process,index",
-        help="worker roles, one worker each: 'all' (one worker) or 'process,index' (two)",
+        "--processing-only",
+        action="store_true",
+        help="workers drain a backlog to panos.events, without Elasticsearch",
     )
     args = parser.parse_args()
-    roles = tuple(args.roles.split(","))
     base = load_settings()
     tag = f"bench{time.strftime('%H%M%S')}"
     log_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-logs-"))
@@ -267,31 +336,42 @@ def main() -> int:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"machine: {machine()}; load average {load()} (1, 5, 15 min) before")
     print(
-        f"{len(messages)} messages, {args.partitions} partitions, workers {roles}, "
+        f"{len(messages)} messages, {args.partitions} partitions, {args.workers} worker(s), "
         f"logs in {log_dir}",
         flush=True,
     )
-
-    top = ceiling(run_settings(base, f"{tag}c", args.partitions), messages)
-    print(f"ceiling (one process, bulk straight to ES): {top:,.0f} docs/s", flush=True)
-
-    rate, rss_kb, cpu_us = pipeline_rate(
-        run_settings(base, f"{tag}p", args.partitions), messages, log_dir, roles
-    )
-    print(f"pipeline (TCP -> ingest -> Kafka -> worker -> ES searchable): {rate:,.0f} events/s")
-    print(f"pipeline / ceiling: {rate / top:.2f}")
-    rss = ", ".join(f"{r} {kb / 1024:.0f} MB" for r, kb in zip(roles, rss_kb, strict=True))
-    print(f"worker peak RSS: {rss}", flush=True)
-    cpu = ", ".join(f"{r} {us:,.0f} µs" for r, us in zip(roles, cpu_us, strict=True))
-    print(f"worker CPU time per event: {cpu}", flush=True)
-
-    half = rate / 2
-    p50, p99, n = latency(
-        run_settings(base, f"{tag}l", args.partitions), half, args.latency_seconds, log_dir, roles
-    )
-    print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
-    print(f"load average {load()} after", flush=True)
-    cleanup(base, tag)
+    try:
+        if args.processing_only:
+            rate, cpu_us, rss_kb = processing_only(
+                run_settings(base, f"{tag}b", args.partitions), messages, log_dir, args.workers
+            )
+            print(f"processing only (panos.raw backlog -> panos.events): {rate:,.0f} events/s")
+            print(f"worker CPU per event: {', '.join(f'{us:,.0f} µs' for us in cpu_us)}")
+            print(f"worker peak RSS: {', '.join(f'{kb / 1024:.0f} MB' for kb in rss_kb)}")
+            print(f"load average {load()} after", flush=True)
+            return 0
+        top = ceiling(run_settings(base, f"{tag}c", args.partitions), messages)
+        print(f"ceiling (one process, bulk straight to ES): {top:,.0f} docs/s", flush=True)
+        rate, rss_kb, cpu_us, ingest_us = pipeline_rate(
+            run_settings(base, f"{tag}p", args.partitions), messages, log_dir, args.workers
+        )
+        print(f"pipeline (TCP -> ingest -> Kafka -> worker -> ES searchable): {rate:,.0f} events/s")
+        print(f"pipeline / ceiling: {rate / top:.2f}")
+        print(f"worker peak RSS: {', '.join(f'{kb / 1024:.0f} MB' for kb in rss_kb)}")
+        print(f"worker CPU per event: {', '.join(f'{us:,.0f} µs' for us in cpu_us)}")
+        print(f"ingest CPU per event: {ingest_us:,.1f} µs", flush=True)
+        half = rate / 2
+        p50, p99, n = latency(
+            run_settings(base, f"{tag}l", args.partitions),
+            half,
+            args.latency_seconds,
+            log_dir,
+            args.workers,
+        )
+        print(f"latency at {half:,.0f} events/s ({n} events): p50 {p50:.2f} s, p99 {p99:.2f} s")
+        print(f"load average {load()} after", flush=True)
+    finally:
+        cleanup(base, tag)
     return 0
 
 
@@ -305,7 +385,7 @@ def cleanup(base: Settings, tag: str) -> None:
     client.cluster.delete_component_template(name=f"{tag}*")
     client.close()
     admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
-    ours = [t for t in admin.list_topics() if t.startswith(tag) or t.startswith(f"spikes-{tag}")]
+    ours = [t for t in admin.list_topics() if t.startswith(tag)]
     if ours:
         admin.delete_topics(ours)
     admin.close()

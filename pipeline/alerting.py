@@ -1,9 +1,11 @@
 """Spike detection on decryption failures: the statistics, with no Kafka, Faust or clock.
 
 Failures are counted in fixed windows of processing time (``alert_window_s``), per cause and per
-(cause, server). When a window closes, each count is compared with its baseline, an
-exponentially weighted moving average and deviation of the earlier windows (quiet windows count
-as zeros). Three kinds of alert:
+(cause, server): each worker counts its own failures per window (``pipeline.wire.WindowCount``)
+and the detector adds up the counts of every worker (``add``). A window closes ``grace_s``
+after its end (time for the other workers' counts to arrive); then each count is compared with
+its baseline, an exponentially weighted moving average and deviation of the earlier windows
+(quiet windows count as zeros). Three kinds of alert:
 
 * ``spike``: at least ``alert_min_count`` failures, at least ``alert_ratio`` times the baseline
   and more than ``alert_sigma`` deviations above it (per cause, and per cause and server);
@@ -27,12 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.wire import Failure, WindowCount
+
 # A server label in an alert is at most this long after escaping.
 MAX_TEXT = 300
-# Distinct values kept per window and cause for the top lists (servers, rules, sources).
-MAX_DISTINCT = 2000
 TOP_N = 5
-SAMPLES = 5
 # After this many quiet windows a baseline is zero for any practical purpose.
 _DECAY_LIMIT = 400
 
@@ -87,111 +88,10 @@ class AlertConfig:
         )
 
 
-@dataclass(frozen=True)
-class Failure:
-    """What the detector needs of one failure event."""
-
-    cause: str
-    server: str = ""
-    rule: str = ""
-    source: str = ""
-    event_id: str = ""
-    category: str = ""
-    mode: str = ""
-    remediation: str = ""
-
-
-def _get(doc: Mapping[str, Any], *path: str) -> Any:
-    node: Any = doc
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _event_id(doc: Mapping[str, Any]) -> str:
-    """The Elasticsearch ``_id`` of the event: explicit, else rebuilt the way
-    ``pipeline.ecs.document_id`` builds it (serial, log type, sequence number)."""
-    explicit = doc.get("_id") or _get(doc, "event", "id")
-    if explicit:
-        return str(explicit)
-    serial = _get(doc, "observer", "serial_number")
-    log_type = _get(doc, "panw", "panos", "type")
-    seqno = _get(doc, "panw", "panos", "sequence_number")
-    if serial and log_type and seqno is not None:
-        return f"{serial}:{log_type}:{seqno}"
-    return ""
-
-
-def failure_from_event(doc: Mapping[str, Any]) -> Failure | None:
-    """The failure in an ECS event document, or None when the event is not a failure."""
-    ds = doc.get("decryptscope")
-    if not isinstance(ds, Mapping) or not ds.get("failure") or not ds.get("cause"):
-        return None
-    server = (
-        _get(doc, "tls", "client", "server_name")
-        or _get(doc, "destination", "domain")
-        or _get(doc, "destination", "ip")
-        or ""
-    )
-    return Failure(
-        cause=str(ds["cause"]),
-        server=str(server),
-        rule=str(_get(doc, "rule", "name") or ""),
-        source=str(_get(doc, "source", "ip") or ""),
-        event_id=_event_id(doc),
-        category=str(ds.get("category") or ""),
-        mode=str(ds.get("mode") or ""),
-        remediation=str(ds.get("remediation") or ""),
-    )
-
-
-class _Tally:
-    """Bounded counts of distinct values."""
-
-    __slots__ = ("counts",)
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def add(self, value: str) -> None:
-        if not value:
-            return
-        counts = self.counts
-        if value in counts:
-            counts[value] += 1
-        elif len(counts) < MAX_DISTINCT:
-            counts[value] = 1
-
-    def top(self, n: int = TOP_N) -> list[dict[str, Any]]:
-        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-        return [{"value": escape_text(value), "count": count} for value, count in ranked]
-
-
-class _Window:
-    """Failures of one cause in the open window."""
-
-    __slots__ = (
-        "category",
-        "count",
-        "mode",
-        "remediation",
-        "rules",
-        "samples",
-        "servers",
-        "sources",
-    )
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.servers = _Tally()
-        self.rules = _Tally()
-        self.sources = _Tally()
-        self.samples: list[str] = []
-        self.category = ""
-        self.mode = ""
-        self.remediation = ""
+def top(counts: Mapping[str, int], n: int = TOP_N) -> list[dict[str, Any]]:
+    """The ``n`` most frequent values of a count, escaped for display."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [{"value": escape_text(value), "count": count} for value, count in ranked]
 
 
 def _new_baseline() -> dict[str, Any]:
@@ -235,65 +135,69 @@ def _expected(base: dict[str, Any], window: int, alpha: float) -> tuple[float, f
 
 
 class SpikeDetector:
-    """Counts failures per window and returns the alerts of each window as it closes.
+    """Adds up window counts and returns the alerts of each window as it closes.
 
     ``load(cause)`` gives a baseline saved earlier (or None); ``pending()`` tells which causes'
-    baselines changed since they were last saved with ``export``."""
+    baselines changed since they were last saved with ``export``. ``grace_s``: how long after
+    its end a window waits for counts of other workers before it is evaluated."""
 
     def __init__(
         self,
         config: AlertConfig,
         load: Callable[[str], Mapping[str, Any] | None] | None = None,
+        *,
+        grace_s: float = 0.0,
     ) -> None:
         self.config = config
+        self.grace_s = grace_s
         self._load = load
         self._baselines: dict[str, dict[str, Any]] = {}
-        self._open: dict[str, _Window] = {}
-        self._window: int | None = None
+        self._open: dict[int, dict[str, WindowCount]] = {}
+        self._closed_upto: int | None = None  # every window up to this one is evaluated
         self._started: int | None = None
         self._dirty: set[str] = set()
+        self.late = 0  # counts that arrived after their window was evaluated
 
     # -- input ---------------------------------------------------------------------------
 
     def window_of(self, now: float) -> int:
         return int(now // self.config.window_s)
 
+    def add(self, count: WindowCount) -> None:
+        """Add one worker's count of a cause in a window."""
+        window = count.window
+        if self._closed_upto is not None and window <= self._closed_upto:
+            self.late += count.count
+            return
+        if self._started is None or window < self._started:
+            self._started = window
+        causes = self._open.setdefault(window, {})
+        mine = causes.get(count.cause)
+        if mine is None:
+            causes[count.cause] = mine = WindowCount(count.cause, window, count.window_s)
+        mine.merge(count)
+
     def observe(self, failure: Failure, now: float) -> list[dict[str, Any]]:
-        """Count ``failure`` at time ``now`` (epoch seconds); returns the alerts of any window
-        this closed."""
+        """Count one failure at time ``now`` (epoch seconds); returns the alerts of any window
+        this closed. (A single process's shortcut for ``add`` + ``tick``.)"""
         alerts = self.tick(now)
-        win = self._open.get(failure.cause)
-        if win is None:
-            win = self._open[failure.cause] = _Window()
-        win.count += 1
-        win.servers.add(failure.server)
-        win.rules.add(failure.rule)
-        win.sources.add(failure.source)
-        if failure.event_id and len(win.samples) < SAMPLES:
-            win.samples.append(failure.event_id)
-        if failure.category and not win.category:
-            win.category = failure.category
-        if failure.mode and not win.mode:
-            win.mode = failure.mode
-        if failure.remediation and not win.remediation:
-            win.remediation = failure.remediation
+        count = WindowCount(failure.cause, self.window_of(now), self.config.window_s)
+        count.add(failure)
+        self.add(count)
         return alerts
 
     def tick(self, now: float) -> list[dict[str, Any]]:
-        """Close the open window if ``now`` is past it; returns its alerts."""
-        current = self.window_of(now)
-        if self._window is None:
-            self._window = current
-            if self._started is None:
-                self._started = current
-            return []
-        if current <= self._window:
-            return []
-        closed, self._window = self._window, current
-        opened, self._open = self._open, {}
+        """Evaluate every window that ended at least ``grace_s`` before ``now``; returns their
+        alerts, oldest window first."""
+        current = self.window_of(now - self.grace_s)
+        if self._started is None:
+            self._started = current
         alerts: list[dict[str, Any]] = []
-        for cause, win in opened.items():
-            alerts.extend(self._close(cause, win, closed))
+        for window in sorted(w for w in self._open if w < current):
+            for cause, count in self._open.pop(window).items():
+                alerts.extend(self._close(cause, count, window))
+        if self._closed_upto is None or current - 1 > self._closed_upto:
+            self._closed_upto = current - 1
         return alerts
 
     def pending(self) -> frozenset[str]:
@@ -331,7 +235,7 @@ class SpikeDetector:
         until = base["cool"].get(key)
         return until is not None and window < until
 
-    def _close(self, cause: str, win: _Window, window: int) -> list[dict[str, Any]]:
+    def _close(self, cause: str, win: WindowCount, window: int) -> list[dict[str, Any]]:
         cfg = self.config
         started = window if self._started is None else self._started
         warm = window - started >= cfg.baseline_windows
@@ -364,12 +268,12 @@ class SpikeDetector:
         )
 
     def _close_servers(
-        self, cause: str, base: dict[str, Any], win: _Window, window: int, may_be_new: bool
+        self, cause: str, base: dict[str, Any], win: WindowCount, window: int, may_be_new: bool
     ) -> list[dict[str, Any]]:
         cfg = self.config
         servers: dict[str, dict[str, Any]] = base["servers"]
         alerts: list[dict[str, Any]] = []
-        for server, count in win.servers.counts.items():
+        for server, count in win.servers.items():
             sbase = servers.get(server)
             known = self._seen_recently(sbase, window)
             if sbase is None:
@@ -404,7 +308,7 @@ class SpikeDetector:
         kind: str,
         cause: str,
         server: str,
-        win: _Window,
+        win: WindowCount,
         window: int,
         *,
         mean: float,
@@ -423,9 +327,9 @@ class SpikeDetector:
             observed=win.count if count is None else count,
             expected=mean,
             deviation=dev,
-            top_servers=win.servers.top(),
-            top_rules=win.rules.top(),
-            top_sources=win.sources.top(),
+            top_servers=top(win.servers),
+            top_rules=top(win.rules),
+            top_sources=top(win.sources),
             samples=list(win.samples),
         )
 

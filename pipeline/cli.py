@@ -1,11 +1,13 @@
-"""The command line: a thin layer that parses arguments, builds Settings and calls the rooms.
-
-Each command is a function ``cmd_<name>(args, settings) -> int``. Errors from the project's
-error tree are printed to stderr as one line and give exit status 1 (2 for usage errors)."""
+"""The command line: argument parsing only. Each command's implementation is
+``pipeline.commands.<module>.run(args, settings) -> int``, imported when the command runs (so
+that ``decryptscope parse`` does not load Faust, Kafka or Elasticsearch clients: start-up time).
+Errors from the project's error tree are printed to stderr as one line and give exit status 1
+(2 for usage errors)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,14 +15,11 @@ from pipeline import __version__
 from pipeline.errors import DecryptscopeError
 from pipeline.settings import Settings, load_settings
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Builder = Callable[[argparse._SubParsersAction], None]
 
 
-# --- stack --------------------------------------------------------------------------------
-def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import stack
-
-    return stack.main(args, settings)
+def _command(p: argparse.ArgumentParser, module: str, function: str = "run") -> None:
+    p.set_defaults(command_module=module, command_function=function)
 
 
 def _add_stack(sub: argparse._SubParsersAction) -> None:
@@ -37,18 +36,7 @@ def _add_stack(sub: argparse._SubParsersAction) -> None:
         choices=["kafka", "elasticsearch", "prometheus", "alertmanager"],
         help="limit to these components (repeatable)",
     )
-    p.set_defaults(handler=cmd_stack)
-
-
-# --- streaming: ingest, worker, setup, retention, replay, demo ----------------------------
-def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    import dataclasses
-
-    from pipeline import ingest
-
-    if args.spool:
-        settings = dataclasses.replace(settings, spool_dir=args.spool)
-    return ingest.main(settings)
+    _command(p, "stack")
 
 
 def _add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -56,64 +44,26 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--spool", metavar="DIR", help="write accepted messages to this disk queue first"
     )
-    p.set_defaults(handler=cmd_ingest)
-
-
-def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.stream import app
-
-    return app.run_worker(settings, loglevel=args.loglevel)
+    _command(p, "ingest")
 
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="Faust worker: parse, diagnose, correlate, ECS, index")
     p.add_argument("--loglevel", default="WARNING", help="Faust log level (default WARNING)")
-    p.set_defaults(handler=cmd_worker)
-
-
-def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.stream import provision
-
-    return provision.run(settings, check=args.check)
+    _command(p, "worker")
 
 
 def _add_setup(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("setup", help="create Kafka topics and Elasticsearch templates")
     p.add_argument("--check", action="store_true", help="report drift only (exit 1 if any)")
-    p.set_defaults(handler=cmd_setup)
-
-
-def cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.stream import provision
-
-    return provision.retention(settings, args.days, dry_run=args.dry_run)
+    _command(p, "setup")
 
 
 def _add_retention(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retention", help="delete daily event indices older than N days")
     p.add_argument("--days", type=int, required=True)
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
-    p.set_defaults(handler=cmd_retention)
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import replay
-
-    target = replay.parse_target(args.to)
-    messages = replay.prepare(replay.read_lines(args.files), now=args.now)
-    sent = replay.replay(
-        messages,
-        target,
-        rate=args.rate,
-        loop=args.loop,
-        octet_counting=args.octet_counting,
-        cafile=args.cafile,
-        insecure=args.insecure,
-        certfile=args.cert,
-        keyfile=args.key,
-    )
-    print(f"sent {sent} messages to {args.to}", file=sys.stderr)
-    return 0
+    _command(p, "setup", "run_retention")
 
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:
@@ -128,36 +78,13 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure", action="store_true", help="TLS: do not verify the listener")
     p.add_argument("--cert", help="TLS: client certificate")
     p.add_argument("--key", help="TLS: client key")
-    p.set_defaults(handler=cmd_replay)
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import demo
-
-    return demo.main(settings, keep=args.keep)
+    _command(p, "replay")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="stack up, setup, ingest + worker, replay samples, summary")
     p.add_argument("--keep", action="store_true", help="leave ingest and worker running")
-    p.set_defaults(handler=cmd_demo)
-
-
-# --- parse --------------------------------------------------------------------------------
-def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.panos.reader import run_parse
-
-    tz_for = settings.timezone_for if settings.device_timezones else None
-    failures = run_parse(
-        args.files or ["-"],
-        sys.stdout.buffer,
-        sys.stderr,
-        default_tz=settings.default_timezone,
-        tz_for=tz_for,
-        diagnose=not args.no_diagnosis,
-    )
-    sys.stdout.flush()
-    return 1 if failures and args.strict else 0
+    _command(p, "demo")
 
 
 def _add_parse(sub: argparse._SubParsersAction) -> None:
@@ -173,18 +100,12 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-diagnosis", action="store_true", help="do not classify decryption failures"
     )
-    p.set_defaults(handler=cmd_parse)
-
-
-COMMAND_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_stack]
-COMMAND_BUILDERS += [_add_parse]
-
-
-# --- diagnose / analyze ---------------------------------------------------------------------
-def cmd_diagnose(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.diagnosis import command
-
-    return command.main(args, settings)
+    p.add_argument(
+        "--no-correlation",
+        action="store_true",
+        help="diagnose each line alone (do not join the lines of a session)",
+    )
+    _command(p, "parse")
 
 
 def _add_diagnose(sub: argparse._SubParsersAction) -> None:
@@ -193,13 +114,7 @@ def _add_diagnose(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", nargs="?", default="-", metavar="FILE", help="input ('-' = stdin)")
     p.add_argument("--json", action="store_true", help="verdicts as JSON")
-    p.set_defaults(handler=cmd_diagnose)
-
-
-def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.report import command
-
-    return command.main(args, settings)
+    _command(p, "diagnose")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -208,11 +123,21 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(handler=cmd_analyze)
+    _command(p, "analyze")
 
 
-COMMAND_BUILDERS += [_add_diagnose, _add_analyze]
-COMMAND_BUILDERS += [_add_ingest, _add_worker, _add_setup, _add_retention, _add_replay, _add_demo]
+COMMAND_BUILDERS: list[Builder] = [
+    _add_stack,
+    _add_parse,
+    _add_diagnose,
+    _add_analyze,
+    _add_ingest,
+    _add_worker,
+    _add_setup,
+    _add_retention,
+    _add_replay,
+    _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config)
-        handler: Handler = args.handler
-        return handler(args, settings)
+        settings: Settings = load_settings(args.config)
+        module = importlib.import_module(f"pipeline.commands.{args.command_module}")
+        return getattr(module, args.command_function)(args, settings)
     except DecryptscopeError as exc:
         print(f"decryptscope {args.command}: {exc.message}", file=sys.stderr)
         return 1

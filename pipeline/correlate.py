@@ -7,34 +7,39 @@ operator looks, a ``show session id`` output (SESSION, with the tracker stage). 
 firewall serial and the session id; joining them lets a generic TRAFFIC end reason take the
 specific cause of its DECRYPTION record.
 
-API for a streaming caller (one state entry per join key, e.g. in a Faust table)::
+API for a caller that owns the state (``pipeline.chain`` over a Faust table or ``Sessions``)::
 
     key = correlation_key(record)              # "serial:sessionid", or None (not joinable)
-    entry, emits = observe(table.get(key), record, now, window_s)
+    entry, emits = observe(state.get(key), record, now, window_s)
     if entry is not None:
-        table[key] = entry                     # a JSON-serialisable plain dict
+        state[key] = entry                     # a JSON-serialisable plain dict
     for e in emits:                            # Emit(record, diagnosis, correlation, reemit,
         send(e.record, e.diagnosis, e.correlation)   #      original)
     ...
-    if expired(table[key], now, window_s): del table[key]   # periodic clean-up
+    if expired(state[key], now, window_s): del state[key]   # periodic clean-up
 
 * ``observe(entry, record, now, window_s, *, classifier=None, reparse=None)`` returns the
-  updated entry (None when the record has no join key) and the events to emit: first the
+  entry to store (None when there is nothing to store) and the events to emit: first the
   record itself with its diagnosis (computed with the session's other records), then every
   earlier record of the session whose diagnosis changed because of the new one
   (``reemit=True``), to be re-sent under its original document id. ``correlation`` is
   ``{"key": "serial:sessionid", "joined": [log types in arrival order], "count": n}`` once
   two or more records are joined, else None.
+* State is kept only where a join can still happen: a record opens an entry when it is a
+  decryption failure (a DECRYPTION error, a TRAFFIC ``decrypt-*`` end, anything the catalogue
+  diagnoses), an allowed session that ended ``policy-deny`` or a ``show session id`` output,
+  and joins an entry that is live. A successful
+  handshake or an ordinary TRAFFIC end with no live entry of its session stores nothing.
 * An entry older than ``window_s`` since its last record is expired: ``observe`` starts a fresh
   one in its place, and ``expired(entry, now, window_s)`` tells the caller when to drop it.
   ``now`` is the caller's clock in epoch seconds (wall time, or event time offline).
 * Entries keep, per log type (the newest record of that type), a compact copy of the fields
-  the cause catalogue reads plus identity fields, the record's ``_original`` text, and the
-  cause last emitted. A re-emitted record is rebuilt by re-parsing its original text
+  the cause catalogue reads plus identity fields, the message as received (``_message``) and
+  the cause last emitted. A re-emitted record is rebuilt by re-parsing that message
   (``reparse``, default ``pipeline.panos.parse_line``) so that the re-sent document is
   complete; the compact copy is the fallback when there is no text or it no longer parses.
-* ``Correlator`` wraps a bounded in-memory dict (least recently updated entries are evicted
-  first) for offline use, with ``live_entries``, ``correlated`` and ``evicted`` counters.
+* ``Sessions`` is a bounded in-memory store of entries (least recently written evicted first)
+  for offline use, with ``correlated``, ``evicted`` and ``expired`` counters.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Any
 
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError
+from pipeline.wire import session_key
 
 JOIN_TYPES = frozenset({"TRAFFIC", "DECRYPTION", "SESSION"})
 ENTRY_VERSION = 1
@@ -111,8 +117,7 @@ def correlation_key(record: Mapping[str, Any]) -> str | None:
     sessionid = record.get("sessionid")
     if sessionid is None or sessionid == "":
         return None
-    serial = record.get("serial")
-    return f"{serial if serial is not None else ''}:{sessionid}"
+    return session_key(record.get("serial"), sessionid)
 
 
 def expired(entry: Mapping[str, Any], now: float, window_s: float) -> bool:
@@ -178,13 +183,9 @@ def _rebuild(slot: Mapping[str, Any], reparse: Reparse | None) -> dict[str, Any]
     if original is None:
         return restored
     try:
-        full = dict((reparse or _default_reparse)(original))
+        return dict((reparse or _default_reparse)(original))
     except (DecryptscopeError, ImportError, AttributeError):
         return restored
-    for meta in ("_host", "_syslog_time"):  # from the syslog header, not in _original
-        if meta in restored and full.get(meta) is None:
-            full[meta] = restored[meta]
-    return full
 
 
 def new_entry(key: str, now: float) -> dict[str, Any]:
@@ -198,6 +199,21 @@ def _correlation(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"key": entry["key"], "joined": [s["type"] for s in slots], "count": len(slots)}
 
 
+def _opens_entry(record: Mapping[str, Any], diagnosis: Diagnosis | None) -> bool:
+    """Whether a record with no live entry of its session is worth keeping for a join: a
+    failure, a ``show session id`` output, a TRAFFIC end the firewall gave a ``decrypt-*``
+    reason, or a session the security policy allowed that ended ``policy-deny`` (how a
+    decryption profile's block shows, KB 83656) - its DECRYPTION line may come after it."""
+    if diagnosis is not None or record.get("type") == "SESSION":
+        return True
+    reason = record.get("session_end_reason")
+    if not isinstance(reason, str):
+        return False
+    return reason.startswith("decrypt") or (
+        reason == "policy-deny" and record.get("subtype") == "end"
+    )
+
+
 def observe(
     entry: dict[str, Any] | None,
     record: Mapping[str, Any],
@@ -207,15 +223,21 @@ def observe(
     classifier: Classifier | None = None,
     reparse: Reparse | None = None,
 ) -> tuple[dict[str, Any] | None, list[Emit]]:
-    """Add ``record`` to its session's entry; return the new entry and the events to emit."""
+    """Add ``record`` to its session's entry; return the entry to store (None: store nothing)
+    and the events to emit."""
     classifier = classifier or classifier_for(None)
-    original = record.get("_original")
+    original = record.get("_message") or record.get("_original")
     if not isinstance(original, str):
         original = None
     key = correlation_key(record)
     if key is None:
-        return entry, [Emit(record, classifier.classify(record), None, False, original)]
-    if entry is None or entry.get("v") != ENTRY_VERSION or expired(entry, now, window_s):
+        return None, [Emit(record, classifier.classify(record), None, False, original)]
+    live = (
+        entry is not None
+        and entry.get("v") == ENTRY_VERSION
+        and not expired(entry, now, window_s)
+    )
+    if not live:
         entry = new_entry(key, now)
     else:
         entry = {**entry, "slots": [dict(s) for s in entry["slots"]]}
@@ -224,6 +246,8 @@ def observe(
     others = [s for s in entry["slots"] if s["type"] != rtype]
     others_records = [_restore(s["compact"], None) for s in others]
     diagnosis = classifier.classify(record, others_records)
+    if not live and not _opens_entry(record, diagnosis):
+        return None, [Emit(record, diagnosis, None, False, original)]
     slot = {
         "type": rtype,
         "compact": _compact(record, _compact_fields(classifier)),
@@ -250,63 +274,50 @@ def observe(
     return entry, emits
 
 
-class Correlator:
-    """In-memory correlation for offline use: a bounded dict of entries, expired by window."""
+class Sessions:
+    """Correlation entries in memory for offline runs: a bounded mapping (the entries written
+    longest ago are evicted first) that ``pipeline.chain`` reads and whose changes it returns
+    (``apply``)."""
 
-    def __init__(
-        self,
-        window_s: float = 120.0,
-        max_entries: int = 200_000,
-        *,
-        classifier: Classifier | None = None,
-        reparse: Reparse | None = None,
-    ) -> None:
+    def __init__(self, window_s: float = 120.0, max_entries: int = 200_000) -> None:
         if window_s <= 0 or max_entries <= 0:
             raise ValueError("window_s and max_entries must be positive")
         self.window_s = window_s
         self.max_entries = max_entries
-        self.classifier = classifier or classifier_for(None)
-        self.reparse = reparse
         self.entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.correlated = 0  # sessions where two or more records were joined
         self.evicted = 0  # entries dropped to respect max_entries
         self.expired = 0
 
-    @property
-    def live_entries(self) -> int:
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.entries.get(key, default)
+
+    def __len__(self) -> int:
         return len(self.entries)
 
-    def observe(self, record: Mapping[str, Any], now: float) -> list[Emit]:
-        self.expire(now)
-        key = correlation_key(record)
-        if key is None:
-            return observe(None, record, now, self.window_s, classifier=self.classifier)[1]
-        before = self.entries.pop(key, None)
-        joined_before = (
-            len(before["slots"])
-            if before is not None and not expired(before, now, self.window_s)
-            else 0
-        )
-        entry, emits = observe(
-            before, record, now, self.window_s, classifier=self.classifier, reparse=self.reparse
-        )
-        assert entry is not None
-        if joined_before < 2 <= len(entry["slots"]):
-            self.correlated += 1
-        self.entries[key] = entry
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+    def apply(self, changes: Mapping[str, dict[str, Any] | None], joined: int = 0) -> None:
+        """Store a batch's changes (None deletes); ``joined`` sessions were joined by it."""
+        entries = self.entries
+        for key, entry in changes.items():
+            if entry is None:
+                entries.pop(key, None)
+                continue
+            entries[key] = entry
+            entries.move_to_end(key)
+        self.correlated += joined
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
             self.evicted += 1
-        return emits
 
     def expire(self, now: float) -> int:
         """Drop entries idle for longer than the window (oldest first); returns how many."""
         dropped = 0
-        while self.entries:
-            key, entry = next(iter(self.entries.items()))
+        entries = self.entries
+        while entries:
+            key, entry = next(iter(entries.items()))
             if not expired(entry, now, self.window_s):
                 break
-            del self.entries[key]
+            del entries[key]
             dropped += 1
         self.expired += dropped
         return dropped

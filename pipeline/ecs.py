@@ -550,3 +550,17 @@ def document_id(record: Mapping[str, Any]) -> str:
     text = record.get("_original") or ""
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
     return f"{serial}:{log_type}:h{digest}"
+
+
+def index_name(stamp: str, prefix: str) -> str:
+    """``<prefix>-YYYY.MM.DD`` of an ECS ``@timestamp`` (its UTC day)."""
+    # Already UTC (what the pipeline writes for UTC devices): the day is the date as written.
+    if len(stamp) >= 20 and stamp.endswith(("+00:00", "Z")):
+        day = stamp[:10]
+        if day[4:5] == "-" and day[7:8] == "-" and day.replace("-", "").isdigit():
+            return f"{prefix}-{day[:4]}.{day[5:7]}.{day[8:]}"
+    try:
+        when = datetime.fromisoformat(stamp).astimezone(UTC)
+    except (TypeError, ValueError):
+        when = datetime.now(UTC)
+    return f"{prefix}-{when:%Y.%m.%d}"

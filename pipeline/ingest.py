@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from pipeline import kafka_config
-from pipeline.metrics import METRICS, Metrics, serve_metrics
+from pipeline.metrics import METRICS, Metrics
 from pipeline.settings import Settings
 from pipeline.syslog.listeners import SyslogServer
 from pipeline.syslog.publisher import Publisher
@@ -92,12 +92,3 @@ def _publisher(settings: Settings) -> Any:
     from pipeline.syslog.spool import Spool, SpoolingPublisher
 
     return SpoolingPublisher(publisher, Spool(settings.spool_dir, settings.spool_max_bytes))
-
-
-def main(settings: Settings) -> int:
-    server, _thread = serve_metrics(settings.ingest_metrics_port, settings.ingest_metrics_bind)
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        server.shutdown()
-    return 0

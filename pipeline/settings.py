@@ -96,8 +96,6 @@ class Settings:
     es_ca_certs: str = ""
     index_prefix: str = "decryptscope-events"
     alerts_index: str = "decryptscope-alerts"
-    bulk_size: int = 2000
-    bulk_max_latency_s: float = 1.0
     bulk_max_retries: int = 0  # 0: retry retriable failures forever (backpressure, never drop)
     bulk_backoff_max_s: float = 30.0
 
@@ -131,9 +129,13 @@ class Settings:
     default_timezone: str = "UTC"
     # serial=timezone pairs, e.g. ("007051000113358=Europe/Paris",)
     device_timezones: tuple[str, ...] = ()
-    # Which agents this worker runs: "all", or "process" (raw -> events) / "index" (events ->
-    # Elasticsearch, spike detection) to spread one pipeline over two processes (two cores).
-    worker_role: str = "all"
+    # The worker takes panos.raw in batches of at most batch_size messages, waiting at most
+    # batch_max_wait_s for a batch to fill; one batch is one bulk request.
+    batch_size: int = 2000
+    batch_max_wait_s: float = 0.5
+    # Index into Elasticsearch (false: publish to panos.events only, e.g. where a SIEM's own
+    # consumer indexes, or to measure processing alone).
+    worker_index: bool = True
     # How long the consumer group waits for a silent worker before its partitions move to the
     # others (Kafka's session.timeout.ms; the broker allows 6 s to 30 min).
     worker_session_timeout_s: float = 45.0
@@ -149,6 +151,8 @@ class Settings:
     # An alert does not repeat for this many windows; per-cause server baselines kept.
     alert_cooldown_windows: int = 10
     alert_max_servers: int = 1000
+    # A window is evaluated this long after its end, so that every worker's count is in.
+    alert_grace_s: float = 10.0
 
     def __repr__(self) -> str:
         parts = []
@@ -276,8 +280,8 @@ def load_settings(
 def validate(settings: Settings) -> None:
     """Refuse values that cannot work, naming the setting."""
     positive = (
-        "bulk_size",
-        "bulk_max_latency_s",
+        "batch_size",
+        "batch_max_wait_s",
         "max_message_bytes",
         "max_connections",
         "idle_timeout_s",
@@ -304,6 +308,8 @@ def validate(settings: Settings) -> None:
             "setting worker_session_timeout_s must be in [6, 1800] seconds, "
             f"got {settings.worker_session_timeout_s!r}"
         )
+    if settings.alert_grace_s < 0:
+        raise ConfigError(f"setting alert_grace_s must be >= 0, got {settings.alert_grace_s!r}")
     if not 0 < settings.alert_ewma_alpha <= 1:
         raise ConfigError(
             f"setting alert_ewma_alpha must be in (0, 1], got {settings.alert_ewma_alpha!r}"

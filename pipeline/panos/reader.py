@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import DecryptscopeError, ParseError
+from pipeline.errors import ParseError
 from pipeline.panos.line import parse_line
 from pipeline.panos.session_text import PROMPT, SESSION_HEAD, SESSION_LINE
 
@@ -103,57 +103,3 @@ def open_input(path: str | Path) -> IO[bytes]:
     if peek == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     return raw
-
-
-def _classifier() -> Callable[..., object] | None:
-    try:
-        from pipeline.diagnosis import classify
-    except ImportError:
-        return None
-    return classify
-
-
-def run_parse(
-    paths: Iterable[str],
-    out: IO[bytes],
-    err: IO[str],
-    *,
-    default_tz: str = "UTC",
-    tz_for: Callable[[str], str] | None = None,
-    diagnose: bool = True,
-) -> int:
-    """``decryptscope parse``: one ECS document per event as NDJSON on ``out``; one JSON error
-    object (file, line, error_type, message) per message that cannot be parsed on ``err``.
-    Returns the number of such messages; a file that cannot be read raises DecryptscopeError."""
-    import orjson
-
-    from pipeline.ecs import to_ecs
-
-    classify = _classifier() if diagnose else None
-    failures = 0
-    for path in paths:
-        name = "<stdin>" if path == "-" else str(path)
-        try:
-            stream = open_input(path)
-        except OSError as exc:
-            raise DecryptscopeError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        try:
-            for number, result in iter_records(stream, default_tz=default_tz, tz_for=tz_for):
-                if isinstance(result, ParseError):
-                    failures += 1
-                    error = {
-                        "file": name,
-                        "line": number,
-                        "error_type": result.error_type,
-                        "message": result.message,
-                    }
-                    err.write(orjson.dumps(error).decode() + "\n")
-                    continue
-                diagnosis = classify(result) if classify is not None else None
-                out.write(orjson.dumps(to_ecs(result, diagnosis)) + b"\n")
-        except (OSError, EOFError) as exc:
-            raise DecryptscopeError(f"cannot read {name}: {exc}") from exc
-        finally:
-            if path != "-":
-                stream.close()
-    return failures

@@ -18,11 +18,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from pipeline.ecs import index_name
 from pipeline.metrics import METRICS, Metrics, es_error_type_label
 from pipeline.settings import Settings
 
@@ -43,16 +43,7 @@ class Rejected:
 def index_for(document: dict[str, Any], prefix: str) -> str:
     """``<prefix>-YYYY.MM.DD`` from the document's ``@timestamp`` (UTC day)."""
     stamp = document.get("@timestamp")
-    # Already UTC (what the pipeline writes for UTC devices): the day is the date as written.
-    if isinstance(stamp, str) and len(stamp) >= 20 and stamp.endswith(("+00:00", "Z")):
-        day = stamp[:10]
-        if day[4:5] == "-" and day[7:8] == "-" and day.replace("-", "").isdigit():
-            return f"{prefix}-{day[:4]}.{day[5:7]}.{day[8:]}"
-    try:
-        when = datetime.fromisoformat(stamp).astimezone(UTC)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        when = datetime.now(UTC)
-    return f"{prefix}-{when:%Y.%m.%d}"
+    return index_name(stamp if isinstance(stamp, str) else "", prefix)
 
 
 def encoded_pair(doc_id: str, index: str, source: bytes) -> bytes:

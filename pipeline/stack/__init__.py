@@ -8,18 +8,16 @@ rendering), ``components`` (per-server commands), ``procs`` (pids, ports), ``hea
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import pwd
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ Say = Callable[[str], None]
 _DEBIAN_SERVICES = {"prometheus": "prometheus", "prometheus-aler": "prometheus-alertmanager"}
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(f"stack: {message}", file=sys.stderr, flush=True)
 
 
@@ -160,7 +158,7 @@ def _wait_ready(
             time.sleep(1.0)
 
 
-def up(settings: Settings, names: Sequence[str], say: Say = _say) -> list[dict[str, Any]]:
+def up(settings: Settings, names: Sequence[str], say: Say = say) -> list[dict[str, Any]]:
     layout = layout_for(settings)
     with _locked(layout):
         _up(settings, layout, names, say)
@@ -211,7 +209,7 @@ def _up(settings: Settings, layout: Layout, names: Sequence[str], say: Say) -> N
             raise
 
 
-def refresh(settings: Settings, say: Say = _say) -> list[str]:
+def refresh(settings: Settings, say: Say = say) -> list[str]:
     """Reload Prometheus and Alertmanager (rules and routes from deploy/) when this stack runs
     them; returns the names reloaded."""
     layout = layout_for(settings)
@@ -241,7 +239,7 @@ def _purge(layout: Layout, name: str) -> bool:
     return removed
 
 
-def down(settings: Settings, names: Sequence[str], purge: bool, say: Say = _say) -> None:
+def down(settings: Settings, names: Sequence[str], purge: bool, say: Say = say) -> None:
     layout = layout_for(settings)
     with _locked(layout):
         _down(settings, layout, names, purge, say)
@@ -301,36 +299,3 @@ def status_rows(settings: Settings, names: Sequence[str]) -> list[dict[str, Any]
             }
         )
     return rows
-
-
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns = ("component", "version", "address", "pid", "health")
-    cells = [[c.upper() for c in columns]]
-    cells += [["-" if row.get(c) in (None, "") else str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    )
-
-
-# --- command --------------------------------------------------------------------------------
-def main(args: argparse.Namespace, settings: Settings) -> int:
-    names = select(getattr(args, "only", None))
-    action = args.action
-    if action == "fetch":
-        layout = layout_for(settings)
-        manifest = fetch.fetch(settings, layout, names, _say)
-        print(json.dumps({"cache_dir": str(layout.cache_dir), **manifest}, indent=2))
-        return 0
-    if action == "down":
-        down(settings, names, purge=getattr(args, "purge", False))
-        return 0
-    rows = up(settings, names) if action == "up" else status_rows(settings, names)
-    if getattr(args, "json", False):
-        print(json.dumps(rows, indent=2))
-    else:
-        print(format_table(rows))
-        if action == "up":
-            print(f"logs: {layout_for(settings).cache_dir / 'logs'}")
-    return 0 if all(row["healthy"] for row in rows) else 1

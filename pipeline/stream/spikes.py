@@ -1,64 +1,101 @@
-"""The spike detector as a Faust agent on the events topic.
+"""Spike detection in the stream: each worker counts its failures per alert window, the
+detector adds the counts of every worker up.
 
-Failures are re-keyed by cause (one repartition topic), so each cause is counted by exactly one
-worker however many run; its baseline lives in a changelogged table. Alerts go to the alerts
-topic and into the alerts index. The statistics are in ``pipeline.alerting``.
+* ``FailureWindows`` (in every worker): failures per (cause, window) of processing time; when
+  a window has ended, one ``WindowCount`` per cause goes to the failure-counts topic, keyed by
+  cause. No per-event message, no repartition of events.
+* The ``spikes`` agent reads that topic: every count of a cause lands on one partition, so
+  one worker adds up a cause's counts from all workers (``SpikeDetector.add``). A timer
+  evaluates each window ``alert_grace_s`` after its end; baselines live in a changelogged
+  table, written with the partition their cause's counts arrive on. Alerts go to the alerts
+  topic and the alerts index. The statistics are in ``pipeline.alerting``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pipeline.alerting import AlertConfig, SpikeDetector, failure_from_event
+from pipeline import wire
+from pipeline.alerting import AlertConfig, SpikeDetector
 from pipeline.metrics import METRICS, Metrics, observe_alert
+from pipeline.stream import tables
+
+BASELINES_TABLE = "spike-baselines"
 
 
-def _cause_of(event: Any) -> str:
-    """The failure cause of a decoded event, "" for anything else (not a failure, not JSON)."""
-    ds = event.get("decryptscope") if isinstance(event, dict) else None
-    if isinstance(ds, dict) and ds.get("failure") and isinstance(ds.get("cause"), str):
-        return ds["cause"]
-    return ""
+class FailureWindows:
+    """One worker's failure counts per (cause, window) until each window ends."""
+
+    def __init__(self, window_s: int) -> None:
+        self.window_s = window_s
+        self.open: dict[tuple[str, int], wire.WindowCount] = {}
+
+    def add(self, failures: Iterable[wire.Failure], now: float) -> None:
+        window_s = self.window_s
+        window = int(now // window_s)
+        open_ = self.open
+        for failure in failures:
+            slot = open_.get((failure.cause, window))
+            if slot is None:
+                slot = open_[(failure.cause, window)] = wire.WindowCount(
+                    failure.cause, window, window_s
+                )
+            slot.add(failure)
+
+    def due(self, now: float) -> list[wire.WindowCount]:
+        """The counts of every window that has ended by ``now`` (removed from here)."""
+        current = int(now // self.window_s)
+        ended = [key for key in self.open if key[1] < current]
+        return [self.open.pop(key) for key in ended]
 
 
 def register(
-    app: Any, settings: Any, events_topic: Any, alerts_topic: Any, *, metrics: Metrics = METRICS
-) -> Any:
-    """Add the spike agent, its baseline table and window timer to ``app``; returns the agent."""
-    baselines = app.Table("spike-baselines", partitions=settings.topic_partitions)
-    detector = SpikeDetector(AlertConfig.from_settings(settings), load=baselines.get)
-    writer: list[Any] = []
+    app: Any,
+    settings: Any,
+    counts_topic: Any,
+    alerts_topic: Any,
+    *,
+    index_alerts: Callable[[list[dict[str, Any]]], Awaitable[Any]] | None = None,
+    metrics: Metrics = METRICS,
+) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    """Add the spike agent, its baseline table and its window timer to ``app``; returns the
+    agent and the timer's coroutine function (what closes the windows)."""
+    baselines = app.Table(BASELINES_TABLE, partitions=settings.topic_partitions)
+    detector = SpikeDetector(
+        AlertConfig.from_settings(settings),
+        load=baselines.data.get,
+        grace_s=settings.alert_grace_s,
+    )
+    partition_of: dict[str, int] = {}
 
     async def emit(alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
             observe_alert(metrics, alert["kind"], alert["cause"])
-            await alerts_topic.send(key=alert["id"].encode(), value=alert)
-        if alerts and settings.alerts_index:
-            if not writer:
-                from pipeline.sinks.elasticsearch import BulkWriter, make_client
+            await alerts_topic.send(key=alert["id"].encode(), value=wire.encode_alert(alert))
+        if alerts and index_alerts is not None:
+            await index_alerts(alerts)
 
-                writer.append(
-                    BulkWriter(make_client(settings), settings, index_prefix=settings.alerts_index)
-                )
-            await writer[0].write([(alert["id"], alert) for alert in alerts])
-
-    # The repartition topic is named after the agent: with the app id in it, two deployments
-    # reading one events topic do not share it.
-    @app.agent(events_topic, name=f"{app.conf.id}-spikes")
+    @app.agent(counts_topic, name="spikes")
     async def detect_spikes(stream: Any) -> None:
-        async for event in stream.filter(_cause_of).group_by(_cause_of, name="spikes-by-cause"):
-            failure = failure_from_event(event) if _cause_of(event) else None
-            if failure is None:
-                continue
-            await emit(detector.observe(failure, time.time()))
-            # Tables change only inside a stream: save this cause's baseline when it moved.
-            if failure.cause in detector.pending():
-                baselines[failure.cause] = detector.export(failure.cause)
+        async for event in stream.events():
+            try:
+                count = wire.decode_window_count(event.value)
+            except ValueError:
+                continue  # not ours: the topic is internal, nothing else should write it
+            partition_of[count.cause] = event.message.partition
+            detector.add(count)
 
-    @app.timer(interval=max(1.0, settings.alert_window_s / 4))
     async def close_windows() -> None:
-        # Alerts for a window come out even when no failure follows it.
+        # Alerts for a window come out even when no count follows it.
         await emit(detector.tick(time.time()))
+        for cause in detector.pending():
+            partition = partition_of.get(cause)
+            baseline = detector.export(cause)
+            if partition is not None and baseline is not None:
+                tables.put(baselines, partition, cause, baseline)
 
-    return detect_spikes
+    app.timer(interval=max(1.0, settings.alert_window_s / 4))(close_windows)
+    app.decryptscope["detector"] = detector
+    return detect_spikes, close_windows

@@ -17,7 +17,8 @@ from pipeline.errors import ConfigError
 from pipeline.metrics import METRICS, Metrics
 from pipeline.settings import Settings
 from pipeline.syslog.octets import Cut, StreamFramer
-from pipeline.syslog.publisher import Publisher, kafka_key
+from pipeline.syslog.publisher import Publisher
+from pipeline.wire import raw_key
 
 
 @dataclass
@@ -60,7 +61,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         if not data:
             return
         self.publisher.offer(
-            data, kafka_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms(), cut=cut
+            data, raw_key(data, addr[0]), f"{addr[0]}:{addr[1]}", _now_ms(), cut=cut
         )
 
 
@@ -124,9 +125,9 @@ class _StreamProtocol(asyncio.Protocol):
         for message in messages:
             if type(message) is Cut:  # the Kafka client takes plain bytes only
                 whole = bytes(message)
-                offer(whole, kafka_key(whole, ip), sender, now, cut=True)
+                offer(whole, raw_key(whole, ip), sender, now, cut=True)
             else:
-                offer(message, kafka_key(message, ip), sender, now)
+                offer(message, raw_key(message, ip), sender, now)
         self.server.stats.received[self.name] += len(messages)
         self._received.inc(len(messages))
 

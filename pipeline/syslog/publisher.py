@@ -32,11 +32,10 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from pipeline import kafka_config
+from pipeline import kafka_config, wire
 from pipeline.errors import SinkError
 from pipeline.metrics import METRICS, Metrics, observe_dead_letter, observe_dead_letter_failure
 from pipeline.settings import Settings
-from pipeline.sinks import deadletter
 
 _STOP = object()
 # Queue entries other than a message (value, key, headers, size, token):
@@ -49,8 +48,6 @@ FLUSH_S = 10.0
 # every message must not flood the log).
 SAY_EVERY_S = 60.0
 # Header of a message ingest had to cut at max_message_bytes (value: the bytes kept).
-CUT_HEADER = "cut"
-_MAX_SERIAL = 32
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -59,24 +56,6 @@ def is_retriable(exc: BaseException) -> bool:
     Its error classes carry ``retriable``; anything that is not a ``KafkaError`` (a bad
     argument, a serializer error) fails the same way every time."""
     return isinstance(exc, KafkaError) and bool(exc.retriable)
-
-
-def kafka_key(message: bytes, sender_ip: str) -> bytes:
-    """The firewall serial without a full parse, else the sender's IP.
-
-    In PAN-OS CSV the serial is the 3rd comma-separated field counted from the start of the
-    message: the syslog header and FUTURE_USE ``1`` make field 1, receive_time field 2.
-    """
-    first = message.find(b",")
-    if first > 0:
-        second = message.find(b",", first + 1)
-        if second > 0:
-            third = message.find(b",", second + 1)
-            if third > second + 1 and third - second - 1 <= _MAX_SERIAL:
-                serial = message[second + 1 : third]
-                if serial.isalnum():
-                    return serial
-    return sender_ip.encode()
 
 
 @dataclass
@@ -160,9 +139,12 @@ class Publisher:
         with self._lock:
             self._buffered += size
         self.stats.offered += 1
-        headers = [("sender", sender.encode()), ("received_at", str(received_ms).encode())]
+        headers = [
+            (wire.SENDER_HEADER, sender.encode()),
+            (wire.RECEIVED_HEADER, str(received_ms).encode()),
+        ]
         if cut:
-            headers.append((CUT_HEADER, str(len(value)).encode()))
+            headers.append((wire.CUT_HEADER, str(len(value)).encode()))
         self._queue.put((value, key, headers, size, token))
 
     def when_room(self, callback: Callable[[], None]) -> None:
@@ -291,9 +273,9 @@ class Publisher:
             self._queue.put((_ALONE, message))
             return
         reason = f"Kafka refused the message for topic {self.topic}: {_describe(exc)}"
-        letter = deadletter.from_error(message[0], SinkError(reason), stage=STAGE, topic=self.topic)
+        letter = wire.from_error(message[0], SinkError(reason), stage=STAGE, topic=self.topic)
         self._say(type(exc).__name__, f"{reason}; sending it to {self.dlq_topic}")
-        self._queue.put((_DEAD, message, deadletter.encode(letter)))
+        self._queue.put((_DEAD, message, wire.encode_dead_letter(letter)))
 
     def _retried_or_closing(self, entry: tuple, message: tuple, exc: BaseException) -> bool:
         """Count a send error; True when that is all there is to do: the publisher is closing

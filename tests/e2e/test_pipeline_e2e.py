@@ -12,14 +12,20 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline import replay
-from pipeline.demo import Services, expected_ids, isolated_settings, wait_for_count
-from pipeline.stream import provision
+from pipeline.commands import replay
+from pipeline.commands.setup import setup
+from tests.harness import (
+    SAMPLE,
+    Services,
+    expected_ids,
+    isolated_settings,
+    sample_lines,
+    wait_for_count,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "diagnosis"
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
 
 
 def golden_lines(case: str) -> list[bytes]:
@@ -49,9 +55,9 @@ def run(settings, run_prefix, request, tmp_path, tls_files):
         tmp_path / "worker",
         syslog_tls_cert=cert,
         syslog_tls_key=key,
-        bulk_max_latency_s=0.3,
+        batch_max_wait_s=0.3,
     )
-    assert provision.run(s) == 0
+    assert setup(s) == 0
     services = Services(s, tmp_path / "logs").start()
     try:
         yield s
@@ -150,7 +156,7 @@ def test_traffic_and_decryption_lines_are_correlated_in_either_order(run, es_cli
 
 def test_replaying_the_same_file_twice_leaves_the_count_unchanged(run, es_client) -> None:
     lines = replay.read_lines([SAMPLE])
-    wanted = len(expected_ids(lines))
+    wanted = len(expected_ids(sample_lines()[0]))
     send(run, "tcp", lines)
     assert wait_for_count(es_client, run.index_prefix, wanted) == wanted
     send(run, "tcp", lines, octet_counting=True)

@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 
 import orjson
 
-from pipeline import replay
-from pipeline.demo import SAMPLE, isolated_settings, settings_env, spawn
+from pipeline.commands import replay
+from pipeline.commands.demo import SAMPLE
 from pipeline.settings import Settings
 from pipeline.stack import procs
 from pipeline.stack.layout import Layout
+from tests.harness import isolated_settings, settings_env, spawn
 
 FAULT_COMPONENTS = ("kafka", "elasticsearch")
 SERIAL = "012801096514"
@@ -108,7 +109,7 @@ class Pipeline:
             folder / "worker",
             **{
                 "topic_partitions": 4,
-                "bulk_max_latency_s": 0.5,
+                "batch_max_wait_s": 0.5,
                 "bulk_backoff_max_s": 5.0,
                 **changes,
             },

@@ -29,9 +29,9 @@ from harness import (
 )
 
 from pipeline import stack as stack_mod
-from pipeline.demo import expected_ids
 from pipeline.settings import Settings
 from pipeline.syslog import spool as spool_mod
+from tests.harness import expected_ids
 
 # The two-worker scenario's group session timeout: short, so the takeover shows in seconds.
 SESSION_TIMEOUT_S = 15.0
@@ -286,7 +286,7 @@ def _warm(p: Pipeline) -> None:
 
 
 def _joined_pair() -> tuple[bytes, bytes]:
-    from pipeline import replay
+    from pipeline.commands import replay
 
     path = Path(__file__).resolve().parents[1] / "golden" / "diagnosis" / "decrypt-error-joined.log"
     traffic, decryption = replay.read_lines([path])

@@ -18,7 +18,6 @@ import random
 import socket
 import time
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
@@ -27,17 +26,16 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from pipeline import replay
-from pipeline.demo import Services, isolated_settings, wait_for_count
+from pipeline.chain import Chain, ChainConfig, Message
+from pipeline.commands import replay
+from pipeline.commands.setup import setup
 from pipeline.metrics import build_metrics
-from pipeline.stream import provision
-from pipeline.stream.processing import Processor
 from pipeline.syslog.listeners import SyslogServer
 from pipeline.syslog.publisher import Publisher
+from tests.harness import SAMPLE, Services, isolated_settings, wait_for_count
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
 # 100k lines, as CI runs it (~2-4 min); FUZZ_LINES=20000 for a quicker local run.
 FUZZ_LINES = int(os.environ.get("FUZZ_LINES", "100000"))
 
@@ -170,9 +168,9 @@ def pipeline_run(settings, run_prefix, stack, tmp_path_factory):
     tag = f"{run_prefix}-edges"
     folder = tmp_path_factory.mktemp("edges")
     s = isolated_settings(
-        settings, tag, folder / "worker", max_message_bytes=4096, bulk_max_latency_s=0.3
+        settings, tag, folder / "worker", max_message_bytes=4096, batch_max_wait_s=0.3
     )
-    assert provision.run(s) == 0
+    assert setup(s) == 0
     services = Services(s, folder / "logs").start()
     try:
         yield s, services
@@ -261,17 +259,11 @@ def test_fuzzed_lines_are_all_indexed_or_dead_lettered(pipeline_run, es_client) 
     s, services = pipeline_run
     lines = fuzz_lines(FUZZ_LINES)
     # what the worker must do with each line, computed with the same pure code
-    processor = Processor(s, metrics=None)
-    table: dict = {}
-    wanted_ids: set[str] = set()
-    failures = 0
-    for line in lines:
-        try:
-            out = processor.handle(line, table, time.time())
-        except Exception:
-            failures += 1
-            continue
-        wanted_ids.update(o.doc_id.decode() for o in out)
+    result = Chain(ChainConfig.from_settings(s)).run(
+        [Message(line) for line in lines], {}, time.time()
+    )
+    failures = len(result.dead_letters)
+    wanted_ids = {d.doc_id for d in result.documents}
     assert failures > FUZZ_LINES // 10 and len(wanted_ids) > FUZZ_LINES // 3
     before = len(dead_letters(s, 0))
     send_tcp(s, lines)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from pipeline.sinks import es_setup
-from pipeline.stream import provision
+from pipeline.commands.setup import setup
+from pipeline.sinks import es_templates
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_setup_twice_then_check_reports_no_drift(run_settings, es_client) -> Non
 
 
 def test_check_finds_changed_template_and_missing_topic(run_settings, es_client) -> None:
-    assert provision.run(run_settings) == 0
+    assert setup(run_settings) == 0
     name = f"{run_settings.index_prefix}-decryptscope"
     es_client.cluster.put_component_template(
         name=name,
@@ -91,14 +91,14 @@ def test_check_finds_changed_template_and_missing_topic(run_settings, es_client)
 
 def test_retention_deletes_only_older_daily_indices(run_settings, es_client) -> None:
     prefix = run_settings.index_prefix
-    es_setup.setup_elasticsearch(es_client, prefix)
+    es_templates.setup_elasticsearch(es_client, prefix)
     today = datetime.now(UTC)
     names = [f"{prefix}-{(today - timedelta(days=d)):%Y.%m.%d}" for d in (0, 1, 5, 40)]
     for name in names:
         es_client.indices.create(index=name)
     unrelated = f"{prefix}-keep"
     es_client.indices.create(index=unrelated)
-    deleted = es_setup.apply_retention(es_client, prefix, 3)
+    deleted = es_templates.apply_retention(es_client, prefix, 3)
     assert deleted == sorted(names[2:])
     left = set(es_client.indices.get(index=f"{prefix}-*"))
     assert left == {names[0], names[1], unrelated}

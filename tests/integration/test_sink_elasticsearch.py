@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline.metrics import build_metrics
-from pipeline.sinks import es_setup
+from pipeline.sinks import es_templates
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def doc(n: int, **extra) -> dict:
 @pytest.fixture
 def prefix(run_prefix, request, es_client) -> str:
     name = f"{run_prefix}-{request.node.name[:30]}".lower().replace("_", "-")
-    es_setup.setup_elasticsearch(es_client, name)
+    es_templates.setup_elasticsearch(es_client, name)
     yield name
     es_client.indices.delete(index=f"{name}-*", ignore_unavailable=True)
     es_client.indices.delete_index_template(name=name)

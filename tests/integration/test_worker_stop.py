@@ -13,21 +13,19 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from elasticsearch import helpers
 from kafka import KafkaProducer
 
-from pipeline import replay
-from pipeline.demo import Services, expected_ids, isolated_settings, wait_for_count
-from pipeline.stream import provision
-from pipeline.syslog.publisher import kafka_key
+from pipeline.commands import replay
+from pipeline.commands.setup import setup
+from pipeline.wire import raw_key
+from tests.harness import SAMPLE, Services, expected_ids, isolated_settings, wait_for_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
 EVENTS = 3000
 WARM_UP = 200  # indexed before Elasticsearch stops answering: the worker is consuming
 # Liveness bound for the stop, not a speed figure (it stops in seconds).
@@ -106,9 +104,7 @@ def publish(s, lines: list[bytes], rate: float = 0.0) -> None:
     try:
         for line in lines:
             headers = [("sender", b"127.0.0.1:514"), ("received_at", b"%d" % (time.time() * 1000))]
-            producer.send(
-                s.topic_raw, value=line, key=kafka_key(line, "127.0.0.1"), headers=headers
-            )
+            producer.send(s.topic_raw, value=line, key=raw_key(line, "127.0.0.1"), headers=headers)
             if rate:
                 time.sleep(1 / rate)
         producer.flush(60)
@@ -131,9 +127,9 @@ def test_sigterm_stops_a_worker_with_a_stuck_bulk_and_the_next_indexes_all(
     es = urlsplit(settings.es_url)
     relay = StallingRelay(es.hostname or "127.0.0.1", es.port or 9200)
     s = isolated_settings(
-        settings, f"{run_prefix}-stop", tmp_path / "worker", bulk_size=200, bulk_max_latency_s=0.3
+        settings, f"{run_prefix}-stop", tmp_path / "worker", batch_size=200, batch_max_wait_s=0.3
     )
-    assert provision.run(s) == 0
+    assert setup(s) == 0
     lines = traffic_lines(EVENTS)
     wanted = expected_ids(lines)
     assert len(wanted) == EVENTS

@@ -13,7 +13,7 @@ import pytest
 import servers
 from elasticsearch import Elasticsearch
 
-from pipeline.demo import free_port
+from tests.harness import free_port
 
 KAFKA_USER = "pipeline"
 KAFKA_PASSWORD = "kafka-Scram-pw-7f3a9c"

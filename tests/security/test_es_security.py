@@ -17,9 +17,9 @@ import pytest
 from conftest import ES_PASSWORD, ES_USER, mint_api_key
 from elasticsearch import Elasticsearch
 
-from pipeline.demo import settings_env
-from pipeline.sinks import es_auth, es_setup
+from pipeline.sinks import es_auth, es_templates
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
+from tests.harness import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ async def test_setup_and_sink_work_with_basic_auth_and_the_ca(settings, secure_e
     done = run_cli(["setup"], dataclasses.replace(s, kafka_bootstrap=settings.kafka_bootstrap))
     assert done.returncode == 0, done.stderr
     client = make_client(s, asynchronous=False)
-    assert es_setup.check_elasticsearch(client, s.index_prefix) == []
+    assert es_templates.check_elasticsearch(client, s.index_prefix) == []
     client.close()
     assert await write_and_count(s, secure_es, 5) == 5
 
@@ -113,7 +113,7 @@ async def test_a_minted_api_key_runs_setup_and_the_sink(settings, secure_es, run
     assert who["api_key"]["id"] == key_id
     done = run_cli(["setup"], s)
     assert done.returncode == 0, done.stderr
-    assert es_setup.check_elasticsearch(client, s.index_prefix) == []
+    assert es_templates.check_elasticsearch(client, s.index_prefix) == []
     client.close()
     assert await write_and_count(s, secure_es, 5) == 5
     assert key not in done.stdout + done.stderr

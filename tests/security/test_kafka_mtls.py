@@ -14,12 +14,18 @@ import pytest
 from conftest import TLS_KEY_PASSWORD
 from elasticsearch import helpers
 
-from pipeline import replay
-from pipeline.demo import Services, expected_ids, isolated_settings, settings_env, wait_for_count
+from pipeline.commands import replay
+from tests.harness import (
+    SAMPLE,
+    Services,
+    expected_ids,
+    isolated_settings,
+    sample_lines,
+    settings_env,
+    wait_for_count,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
-
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
 
 
 def mtls_settings(settings, secure_kafka, pki, tag: str, folder: Path, **changes):
@@ -30,7 +36,7 @@ def mtls_settings(settings, secure_kafka, pki, tag: str, folder: Path, **changes
         "kafka_ssl_certfile": str(pki.client_locked.cert),
         "kafka_ssl_keyfile": str(pki.client_locked.key),
         "kafka_ssl_key_password": TLS_KEY_PASSWORD,
-        "bulk_max_latency_s": 0.3,
+        "batch_max_wait_s": 0.3,
     }
     return isolated_settings(settings, tag, folder / "worker", **{**values, **changes})
 
@@ -49,7 +55,7 @@ def test_setup_ingest_and_worker_run_over_mutual_tls(
     setup = run("setup", s)
     assert setup.returncode == 0, setup.stderr
     lines = replay.read_lines([SAMPLE])
-    wanted = expected_ids(lines)
+    wanted = expected_ids(sample_lines()[0])
     services = Services(s, tmp_path / "logs").start()
     try:
         sent = replay.replay(

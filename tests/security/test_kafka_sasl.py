@@ -17,8 +17,8 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from pipeline import kafka_config
-from pipeline.demo import free_port, settings_env
 from pipeline.syslog.publisher import Publisher
+from tests.harness import free_port, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
@@ -29,19 +28,21 @@ from conftest import (
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer
 
-from pipeline import kafka_config, replay
-from pipeline.demo import (
+from pipeline import kafka_config
+from pipeline.commands import replay
+from pipeline.stack import procs
+from tests.harness import (
+    SAMPLE,
     Services,
     expected_ids,
     isolated_settings,
+    sample_lines,
     settings_env,
     wait_for_count,
 )
-from pipeline.stack import procs
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
-SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "sample-traffic.log"
 BAD_LINE = b"<14>Nov 20 10:15:09 fw-edge-01 this is not a PAN-OS log line"
 
 
@@ -70,7 +71,7 @@ def secure_run(settings, run_prefix, secure_kafka, secure_es, *, pki, tmp_path_f
         syslog_tls_key=str(pki.server_locked.key),
         syslog_tls_key_password=TLS_KEY_PASSWORD,
         syslog_tls_client_ca=str(pki.ca.cert_path),
-        bulk_max_latency_s=0.3,
+        batch_max_wait_s=0.3,
     )
     setup = subprocess.run(
         [sys.executable, "-m", "pipeline", "setup"],
@@ -122,7 +123,7 @@ def dead_letters(s, count: int, idle_ms: int = 60000) -> list[dict]:
 def test_mtls_sasl_ssl_and_es_auth_end_to_end(secure_run, pki) -> None:
     s, _services, _folder = secure_run
     lines = replay.read_lines([SAMPLE])
-    wanted = expected_ids(lines)
+    wanted = expected_ids(sample_lines()[0])
     send_mtls(s, pki, lines)
     client = es_admin(s)
     assert wait_for_count(client, s.index_prefix, len(wanted)) == len(wanted)

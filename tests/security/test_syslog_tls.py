@@ -14,7 +14,7 @@ from conftest import TLS_KEY_PASSWORD
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipeline.demo import Services, free_port
+from tests.harness import Services, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,10 @@ import json
 
 import pytest
 
-from pipeline.alerting import (
-    AlertConfig,
-    Failure,
-    SpikeDetector,
-    escape_text,
-    failure_from_event,
-)
+from pipeline.alerting import AlertConfig, SpikeDetector, escape_text
 from pipeline.errors import ConfigError
 from pipeline.settings import load_settings
+from pipeline.wire import Failure, WindowCount
 
 CFG = AlertConfig(
     window_s=60,
@@ -203,37 +198,32 @@ def test_escape_text_keeps_host_names_and_cuts_long_values():
     assert len(escape_text("x" * 5000)) == 300
 
 
-def test_failure_from_event_reads_the_ecs_document():
-    doc = {
-        "decryptscope": {
-            "failure": True,
-            "cause": "cert-expired",
-            "category": "certificate",
-            "mode": "forward-proxy",
-            "remediation": "fix it",
-        },
-        "tls": {"client": {"server_name": "a.example"}},
-        "rule": {"name": "decrypt-all"},
-        "source": {"ip": "192.0.2.7"},
-        "event": {"id": "abc"},
-    }
-    failure = failure_from_event(doc)
-    assert failure == Failure(
-        "cert-expired",
-        "a.example",
-        "decrypt-all",
-        "192.0.2.7",
-        "abc",
-        "certificate",
-        "forward-proxy",
-        "fix it",
-    )
-    del doc["event"]
-    doc["observer"] = {"serial_number": "013201000001"}
-    doc["panw"] = {"panos": {"type": "DECRYPTION", "sequence_number": 74}}
-    assert failure_from_event(doc).event_id == "013201000001:DECRYPTION:74"
-    assert failure_from_event({"decryptscope": {"failure": False}}) is None
-    assert failure_from_event({"event": {}}) is None
+def test_counts_of_several_workers_add_up_to_one_alert():
+    # Two workers each saw half of a spike window: the detector alerts once, on the sum.
+    det = SpikeDetector(CFG, grace_s=5.0)
+    for minute in range(CFG.baseline_windows + 1):
+        for worker in range(2):
+            part = WindowCount("cert-expired", minute, CFG.window_s)
+            for i in range(2):
+                part.add(Failure("cert-expired", "a.example", event_id=f"w{worker}-{minute}-{i}"))
+            det.add(part)
+        assert det.tick((minute + 1) * CFG.window_s + 5.0) == []
+    spike = CFG.baseline_windows + 1
+    for worker in range(2):
+        part = WindowCount("cert-expired", spike, CFG.window_s)
+        for i in range(30):
+            part.add(Failure("cert-expired", "a.example", event_id=f"w{worker}-s{i}"))
+        det.add(part)
+    # not yet: the window waits grace_s for late counts
+    assert det.tick((spike + 1) * CFG.window_s + 4.0) == []
+    alerts = det.tick((spike + 1) * CFG.window_s + 5.0)
+    assert sorted(a["kind"] for a in alerts) == ["spike", "spike"]
+    assert {a["observed"] for a in alerts} == {60}
+    assert len(alerts[0]["sample_event_ids"]) == 5
+    # a count that arrives after its window was evaluated is not added to a later one
+    late = WindowCount("cert-expired", spike, CFG.window_s, count=7)
+    det.add(late)
+    assert det.late == 7
 
 
 @pytest.mark.parametrize(

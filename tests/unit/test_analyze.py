@@ -6,9 +6,25 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from pipeline.analyze import Analyzer, analyze_records
+from pipeline.chain import Chain, ChainConfig, Message, run_all
+from pipeline.correlate import Sessions
+from pipeline.report.aggregate import Analyzer
 
 T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
+
+
+def analyze_records(records, *, window_s: float = 120.0, batch: int = 5) -> dict:
+    """The report of records given as parsed (the chain's parse step takes them as they are),
+    in batches of ``batch`` so that sessions also span batches."""
+    chain = Chain(ChainConfig(window_s=window_s, event_time=True), parse=dict)
+    sessions = Sessions(window_s)
+    analyzer = Analyzer(chain.classifier.catalogue, sessions)
+    clock = 0.0
+    for i in range(0, len(records), batch):
+        result = run_all(chain, [Message(r) for r in records[i : i + batch]], sessions, clock)
+        clock = result.clock
+        analyzer.add(result)
+    return analyzer.report()
 
 
 def dec(sid, minute, error, sni, **extra):
@@ -110,11 +126,19 @@ def test_sessions_reused_after_the_window_count_twice():
 
 
 def test_parse_errors_and_empty_report():
-    analyzer = Analyzer()
-    analyzer.add_error("not_panos")
-    analyzer.add(tra(1, 0, "tcp-fin"))
+    chain = Chain(ChainConfig(event_time=True))
+    sessions = Sessions()
+    analyzer = Analyzer(chain.classifier.catalogue, sessions)
+    line = (
+        b"1,2026/11/20 10:00:02,012801096514,TRAFFIC,end,2562,2026/11/20 10:00:02,192.0.2.10,"
+        b"203.0.113.20,0.0.0.0,0.0.0.0,outbound-web,,,ssl,vsys1,trust,untrust,e1/1,e1/2,fwd,"
+        b"2026/11/20 10:00:02,1,1,50000,443,0,0,0x0,tcp,allow,100,50,50,2,2026/11/20 10:00:00,"
+        b"1,any,,5001,0x0,10.0.0.0-10.255.255.255,United States,,1,1,tcp-fin"
+    )
+    analyzer.add(run_all(chain, [Message(b"not a log"), Message(line)], sessions))
     report = analyzer.report()
     assert report["parse_errors"] == {"not_panos": 1}
+    assert report["records"] == 1
     assert report["failures"] == {"sessions": 0, "events": 0}
     assert report["causes"] == [] and report["timeline"]["buckets"] == []
 

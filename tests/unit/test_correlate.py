@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.correlate import Correlator, correlation_key, expired, observe
+from pipeline.correlate import Sessions, correlation_key, expired, observe
 
 T0 = datetime(2026, 11, 20, 10, 15, 2, tzinfo=UTC)
 WINDOW = 120.0
@@ -137,11 +137,27 @@ def test_reemit_falls_back_to_the_compact_record():
     assert record["rule"] == "outbound-web"
 
 
-def test_non_failure_becomes_failure_when_decryption_joins():
+def test_an_ordinary_traffic_end_stores_nothing_but_joins_a_live_failure():
+    # State only where a join can happen: a TRAFFIC end that is not a failure, with no live
+    # entry of its session, leaves no entry behind ...
     entry, emits = observe(None, traffic(reason="tcp-rst-from-client"), 0.0, WINDOW)
-    assert emits[0].diagnosis is None
-    _, emits = observe(entry, decryption(), 1.0, WINDOW, reparse=rebuilt)
-    assert emits[1].reemit and emits[1].diagnosis.cause == "client-rejected-firewall-cert"
+    assert entry is None and emits[0].diagnosis is None
+    # ... and neither does a successful handshake ...
+    ok = decryption(err_index="None", error="", proxy_type="Forward")
+    entry, emits = observe(None, ok, 0.0, WINDOW)
+    assert entry is None and emits[0].diagnosis is None
+    # ... but after a decryption failure of its session, it joins it and takes its cause.
+    entry, _ = observe(None, decryption(), 0.0, WINDOW)
+    entry, emits = observe(entry, traffic(reason="tcp-rst-from-client"), 1.0, WINDOW)
+    assert [s["type"] for s in entry["slots"]] == ["DECRYPTION", "TRAFFIC"]
+    assert emits[0].diagnosis.cause == "client-rejected-firewall-cert"
+
+
+def test_decrypt_end_reasons_and_session_outputs_open_an_entry():
+    entry, _ = observe(None, traffic(), 0.0, WINDOW)
+    assert entry is not None
+    entry, _ = observe(None, session(), 0.0, WINDOW)
+    assert entry is not None
 
 
 def test_unjoinable_record_passes_through():
@@ -175,35 +191,46 @@ def test_window_is_measured_from_the_last_record():
     assert emits[0].correlation["count"] == 3
 
 
-def test_correlator_counts_and_expires():
-    c = Correlator(window_s=WINDOW, max_entries=100)
-    c.observe(traffic(sid=1), 0.0)
-    c.observe(decryption(sid=1), 1.0)
-    c.observe(traffic(sid=2), 2.0)
-    assert c.live_entries == 2
-    assert c.correlated == 1
-    c.observe(session(sid=1), 3.0)
-    assert c.correlated == 1  # the same session is counted once
-    assert c.expire(2.0 + WINDOW - 0.5) == 0
-    assert c.expire(3.0 + WINDOW + 1.0) == 2
-    assert c.live_entries == 0 and c.expired == 2
+def _store(sessions: Sessions, record, now: float, joined_before: int = 0) -> None:
+    key = correlation_key(record)
+    before = sessions.get(key)
+    entry, _ = observe(before, record, now, WINDOW, reparse=rebuilt)
+    if entry is not None:
+        joined = int(len(entry["slots"]) >= 2 and (before is None or len(before["slots"]) < 2))
+        sessions.apply({key: entry}, joined)
 
 
-def test_correlator_is_bounded():
-    c = Correlator(window_s=WINDOW, max_entries=3)
+def test_sessions_count_and_expire():
+    s = Sessions(window_s=WINDOW, max_entries=100)
+    _store(s, traffic(sid=1), 0.0)
+    _store(s, decryption(sid=1), 1.0)
+    _store(s, traffic(sid=2), 2.0)
+    assert len(s) == 2
+    assert s.correlated == 1
+    _store(s, session(sid=1), 3.0)
+    assert s.correlated == 1  # the same session is counted once
+    assert s.expire(2.0 + WINDOW - 0.5) == 0
+    assert s.expire(3.0 + WINDOW + 1.0) == 2
+    assert len(s) == 0 and s.expired == 2
+
+
+def test_sessions_are_bounded():
+    s = Sessions(window_s=WINDOW, max_entries=3)
     for sid in range(10):
-        c.observe(traffic(sid=sid), float(sid) / 100)
-    assert c.live_entries == 3
-    assert c.evicted == 7
-    assert set(c.entries) == {f"012801096514:{sid}" for sid in (7, 8, 9)}
-    # the least recently updated entry goes first
-    c.observe(decryption(sid=7), 0.5)
-    c.observe(traffic(sid=10), 0.6)
-    assert set(c.entries) == {f"012801096514:{sid}" for sid in (7, 9, 10)}
+        _store(s, traffic(sid=sid), float(sid) / 100)
+    assert len(s) == 3
+    assert s.evicted == 7
+    assert set(s.entries) == {f"012801096514:{sid}" for sid in (7, 8, 9)}
+    # the entry written longest ago goes first
+    _store(s, decryption(sid=7), 0.5)
+    _store(s, traffic(sid=10), 0.6)
+    assert set(s.entries) == {f"012801096514:{sid}" for sid in (7, 9, 10)}
+    s.apply({"012801096514:9": None})
+    assert set(s.entries) == {f"012801096514:{sid}" for sid in (7, 10)}
 
 
-def test_correlator_rejects_bad_bounds():
+def test_sessions_reject_bad_bounds():
     with pytest.raises(ValueError):
-        Correlator(window_s=0)
+        Sessions(window_s=0)
     with pytest.raises(ValueError):
-        Correlator(max_entries=0)
+        Sessions(max_entries=0)

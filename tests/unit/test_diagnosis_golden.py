@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.diagnosis import classifier_for, classify
-from pipeline.diagnosis.inputs import read_records
+from pipeline.panos import parse_text as read_records
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "diagnosis"
 CASES = sorted(GOLDEN.glob("*.log"))

@@ -1,15 +1,15 @@
-"""Index templates as data (pipeline.sinks.es_setup), without a cluster."""
+"""Index templates as data (pipeline.sinks.es_templates), without a cluster."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.sinks import es_setup
+from pipeline.sinks import es_templates
 from pipeline.sinks.elasticsearch import bulk_body, index_for
 
 
 def test_index_template_is_strict_with_alias_and_prefix() -> None:
-    t = es_setup.desired_templates("run1-events")
+    t = es_templates.desired_templates("run1-events")
     body = t.index_template
     assert body["index_patterns"] == ["run1-events-*"]
     assert body["template"]["aliases"] == {"run1-events": {}}
@@ -21,7 +21,7 @@ def test_index_template_is_strict_with_alias_and_prefix() -> None:
 
 
 def test_panw_component_is_dynamic_under_panw_panos_only() -> None:
-    comp = es_setup.panw_component()
+    comp = es_templates.panw_component()
     panos = comp["template"]["mappings"]["properties"]["panw"]["properties"]["panos"]
     assert panos["dynamic"] is True
     assert "dynamic" not in comp["template"]["mappings"]
@@ -38,8 +38,8 @@ def test_fallback_retypes_missing_field_types() -> None:
             }
         }
     }
-    fallbacks = es_setup.desired_templates("x").fallbacks
-    out = es_setup.apply_fallback(body, "scaled_float", fallbacks["scaled_float"])
+    fallbacks = es_templates.desired_templates("x").fallbacks
+    out = es_templates.apply_fallback(body, "scaled_float", fallbacks["scaled_float"])
     assert out["template"]["mappings"]["properties"]["b"]["properties"]["c"] == {"type": "float"}
     assert body["template"]["mappings"]["properties"]["b"]["properties"]["c"]["scaling_factor"]
 
@@ -58,5 +58,5 @@ def test_expired_indices_by_whole_days() -> None:
         "p-2026.01.10": datetime(2026, 1, 10, tzinfo=UTC),
     }
     now = datetime(2026, 1, 10, 12, tzinfo=UTC)
-    assert es_setup.expired_indices(names, 2, now) == ["p-2026.01.01"]
-    assert es_setup.expired_indices(names, 0, now) == ["p-2026.01.01", "p-2026.01.08"]
+    assert es_templates.expired_indices(names, 2, now) == ["p-2026.01.01"]
+    assert es_templates.expired_indices(names, 0, now) == ["p-2026.01.01", "p-2026.01.08"]

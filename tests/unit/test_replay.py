@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline import replay
+from pipeline.commands import replay
 from pipeline.errors import ConfigError
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=timezone(timedelta(hours=1)))

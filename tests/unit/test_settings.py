@@ -38,11 +38,11 @@ def test_environment_beats_file_beats_defaults(tmp_path):
 def test_explicit_file_and_overrides_beat_the_environment(tmp_path):
     config = _toml(tmp_path, "kafka_port = 19092\n")
     settings = load_settings(
-        config, env={"DECRYPTSCOPE_ES_PORT": "29200"}, es_port=39200, bulk_size=None
+        config, env={"DECRYPTSCOPE_ES_PORT": "29200"}, es_port=39200, batch_size=None
     )
     assert settings.kafka_port == 19092
     assert settings.es_port == 39200
-    assert settings.bulk_size == Settings().bulk_size  # None means "not given"
+    assert settings.batch_size == Settings().batch_size  # None means "not given"
 
 
 def test_toml_tables_are_joined_with_underscores(tmp_path):
@@ -105,7 +105,7 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DECRYPTSCOPE_KAFKA_PORT": "70000"}, "kafka_port"),
         ({"DECRYPTSCOPE_ES_PORT": "0"}, "es_port"),
         ({"DECRYPTSCOPE_PROMETHEUS_PORT": "ninety"}, "prometheus_port"),
-        ({"DECRYPTSCOPE_BULK_SIZE": "-1"}, "bulk_size"),
+        ({"DECRYPTSCOPE_BATCH_SIZE": "-1"}, "batch_size"),
         ({"DECRYPTSCOPE_ALERT_EWMA_ALPHA": "1.5"}, "alert_ewma_alpha"),
         ({"DECRYPTSCOPE_ALERT_RATIO": "lots"}, "alert_ratio"),
         ({"DECRYPTSCOPE_NO_SUCH_THING": "1"}, "no_such_thing"),

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import resources
 from pipeline import stack as stack_mod
+from pipeline.commands import stack as stack_command
 from pipeline.errors import StackError
 from pipeline.settings import Settings, load_settings
 from pipeline.stack import config, fetch, procs
@@ -156,7 +157,7 @@ def test_status_table_lines_up_columns():
             "health": "down",
         },
     ]
-    lines = stack_mod.format_table(rows).splitlines()
+    lines = stack_command.format_table(rows).splitlines()
     assert lines[0].split() == ["COMPONENT", "VERSION", "ADDRESS", "PID", "HEALTH"]
     assert lines[1].split() == ["kafka", "4.1.1", "127.0.0.1:9092", "12", "up", "(3", "topics)"]
     assert lines[2].split() == ["elasticsearch", "-", "http://127.0.0.1:9200", "-", "down"]

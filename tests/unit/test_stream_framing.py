@@ -1,13 +1,8 @@
-"""Cutting TCP/TLS syslog streams into messages (pipeline.syslog.octets) and the Kafka key."""
+"""Cutting TCP/TLS syslog streams into messages (pipeline.syslog.octets)."""
 
 from __future__ import annotations
 
-import pytest
-
 from pipeline.syslog.octets import StreamFramer
-from pipeline.syslog.publisher import kafka_key
-
-CSV = b"<14>Nov 30 16:09:33 PA-220 1,2021/11/11 15:42:44,007051000184334,DECRYPTION,0,2561"
 
 
 def feed_all(framer: StreamFramer, chunks: list[bytes]) -> list[bytes]:
@@ -65,16 +60,3 @@ def test_garbage_where_a_length_belongs_falls_back_to_newlines() -> None:
     assert out[0] == b"<14>a"
     assert b"<14>next" in out
     assert framer.bad_frames == 1
-
-
-@pytest.mark.parametrize(
-    ("message", "sender", "key"),
-    [
-        (CSV, "192.0.2.1", b"007051000184334"),
-        (b"<14>Nov 30 16:09:33 host CEF:0|Palo Alto Networks|PAN-OS|", "192.0.2.1", b"192.0.2.1"),
-        (b"<14>Nov 30 16:09:33 host 1,2021/11/11 15:42:44,,TRAFFIC", "192.0.2.9", b"192.0.2.9"),
-        (b"a,b,not a serial!,d", "198.51.100.7", b"198.51.100.7"),
-    ],
-)
-def test_kafka_key_is_serial_else_sender(message: bytes, sender: str, key: bytes) -> None:
-    assert kafka_key(message, sender) == key

@@ -1,35 +1,27 @@
-"""Offline report over parsed records: failures by cause and mode, top servers, rules and
-sources per cause, the time span and a timeline. Pure aggregation: records in, a plain dict
-out (renderers live in ``pipeline.report``).
+"""The ``analyze`` report: failures by cause and mode, top servers, rules and sources per
+cause, the time span and a timeline. Pure aggregation: the chain's batch results in
+(``pipeline.chain``), a plain dict out (renderers beside this module).
 
 A failure is counted once per session: the TRAFFIC, DECRYPTION and SESSION records of one
-session (joined by ``pipeline.correlate``) are one failure with the best diagnosis among them.
+session (joined by the chain) are one failure with the best diagnosis among them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.correlate import Correlator, correlation_key
-from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
+from pipeline.chain import BatchResult, Document, event_time
+from pipeline.correlate import Sessions
+from pipeline.diagnosis import Catalogue, Diagnosis
 
 TOP_N = 5
 # Timeline bucket sizes, seconds; the smallest giving at most MAX_BUCKETS buckets is used.
 BUCKETS_S = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
 MAX_BUCKETS = 72
 SUMMARY_FIELDS = ("sni", "cn", "dst", "rule", "policy_name", "src", "serial", "device_name")
-
-
-def event_time(record: Mapping[str, Any]) -> datetime | None:
-    for name in ("time_generated", "receive_time", "_syslog_time"):
-        value = record.get(name)
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value
-    return None
 
 
 @dataclass(slots=True)
@@ -40,17 +32,11 @@ class _Failure:
 
 
 class Analyzer:
-    """Feed records (``add``) and parse failures (``add_error``); ``report()`` summarises."""
+    """Feed the chain's batch results (``add``); ``report()`` summarises."""
 
-    def __init__(
-        self,
-        *,
-        window_s: float = 120.0,
-        max_entries: int = 200_000,
-        classifier: Classifier | None = None,
-    ) -> None:
-        self.classifier = classifier or classifier_for(None)
-        self.correlator = Correlator(window_s, max_entries, classifier=self.classifier)
+    def __init__(self, catalogue: Catalogue, sessions: Sessions) -> None:
+        self.catalogue = catalogue
+        self.sessions = sessions
         self.records = 0
         self.by_type: Counter[str] = Counter()
         self.parse_errors: Counter[str] = Counter()
@@ -58,47 +44,34 @@ class Analyzer:
         self.last: datetime | None = None
         self.failures: dict[str, _Failure] = {}
         self.failure_events: set[tuple[Any, ...]] = set()
-        self._now = 0.0
-        self._anonymous = 0
 
-    def add_error(self, error_type: str) -> None:
-        self.parse_errors[error_type] += 1
+    def add(self, result: BatchResult) -> None:
+        counts = result.counts
+        self.records += counts.records.total()
+        self.by_type.update(counts.records)
+        for (_stage, error_type), n in counts.dead_letters.items():
+            self.parse_errors[error_type] += n
+        for doc in result.documents:
+            when = event_time(doc.record)
+            if when is not None:
+                if self.first is None or when < self.first:
+                    self.first = when
+                if self.last is None or when > self.last:
+                    self.last = when
+            if doc.diagnosis is not None:
+                self._count(doc, doc.diagnosis, when)
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        self.records += 1
-        self.by_type[str(record.get("type") or "unknown")] += 1
-        when = event_time(record)
-        if when is not None:
-            self._now = when.timestamp()
-            if self.first is None or when < self.first:
-                self.first = when
-            if self.last is None or when > self.last:
-                self.last = when
-        for emit in self.correlator.observe(record, self._now):
-            if emit.diagnosis is not None:
-                self._count(emit.record, emit.diagnosis)
-
-    def _group(self, record: Mapping[str, Any]) -> str:
-        key = correlation_key(record)
-        if key is None:
-            self._anonymous += 1
-            return f"record:{self._anonymous}"
-        entry = self.correlator.entries.get(key)
-        # Session ids are reused over time: the entry's start tells sessions apart.
-        return f"{key}@{entry['first']}" if entry is not None else key
-
-    def _count(self, record: Mapping[str, Any], diagnosis: Diagnosis) -> None:
+    def _count(self, doc: Document, diagnosis: Diagnosis, when: datetime | None) -> None:
+        record = doc.record
         seqno = record.get("seqno")
-        self.failure_events.add(
-            (record.get("serial"), record.get("type"), seqno if seqno is not None else id(record))
-        )
-        group = self._group(record)
+        event = seqno if seqno is not None else doc.doc_id
+        self.failure_events.add((record.get("serial"), record.get("type"), event))
+        group = doc.session or f"document:{doc.doc_id}"
         failure = self.failures.get(group)
         if failure is None:
-            failure = self.failures[group] = _Failure(diagnosis, event_time(record))
+            failure = self.failures[group] = _Failure(diagnosis, when)
         elif diagnosis.confidence >= failure.diagnosis.confidence:
             failure.diagnosis = diagnosis
-        when = event_time(record)
         if when is not None and (failure.time is None or when < failure.time):
             failure.time = when
         prefer = record.get("type") == "DECRYPTION"
@@ -129,7 +102,7 @@ def _bucket_size(first: datetime | None, last: datetime | None) -> int:
 
 
 def build_report(analyzer: Analyzer) -> dict[str, Any]:
-    catalogue = analyzer.classifier.catalogue
+    catalogue = analyzer.catalogue
     failures = list(analyzer.failures.values())
     total = len(failures)
     per_cause: dict[str, dict[str, Any]] = {}
@@ -203,7 +176,7 @@ def build_report(analyzer: Analyzer) -> dict[str, Any]:
             series[f.diagnosis.cause][index] += 1
         timeline["series"] = series
 
-    corr = analyzer.correlator
+    corr = analyzer.sessions
     return {
         "records": analyzer.records,
         "records_by_type": dict(analyzer.by_type.most_common()),
@@ -225,12 +198,3 @@ def build_report(analyzer: Analyzer) -> dict[str, Any]:
         "causes": causes,
         "timeline": timeline,
     }
-
-
-def analyze_records(
-    records: Iterable[Mapping[str, Any]], *, window_s: float = 120.0, max_entries: int = 200_000
-) -> dict[str, Any]:
-    analyzer = Analyzer(window_s=window_s, max_entries=max_entries)
-    for record in records:
-        analyzer.add(record)
-    return analyzer.report()

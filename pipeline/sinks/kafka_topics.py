@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from pipeline import kafka_config
+from pipeline import kafka_config, wire
 from pipeline.errors import SinkError
 from pipeline.settings import Settings
 
@@ -15,6 +15,8 @@ _TOPIC_CONFIG = {
     "events": {"retention.ms": str(3 * 24 * 3600 * 1000), "compression.type": "producer"},
     "alerts": {"retention.ms": str(30 * 24 * 3600 * 1000)},
     "dlq": {"retention.ms": str(30 * 24 * 3600 * 1000)},
+    # window counts matter for the minutes until their window is evaluated
+    "failure_counts": {"retention.ms": str(3600 * 1000)},
 }
 
 
@@ -25,6 +27,7 @@ def wanted_topics(settings: Settings) -> dict[str, dict[str, str]]:
         settings.topic_events: _TOPIC_CONFIG["events"],
         settings.topic_alerts: _TOPIC_CONFIG["alerts"],
         settings.topic_dlq: _TOPIC_CONFIG["dlq"],
+        wire.failure_counts_topic(settings.worker_id): _TOPIC_CONFIG["failure_counts"],
     }
 
 

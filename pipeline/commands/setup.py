@@ -1,33 +1,34 @@
-"""``decryptscope setup``: topics in Kafka, templates in Elasticsearch; ``--check`` for drift."""
+"""``decryptscope setup``: topics in Kafka, templates in Elasticsearch; ``--check`` for drift.
+``decryptscope retention``: delete daily indices older than N days."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from pipeline.settings import Settings
-from pipeline.sinks import es_auth, es_setup
+from pipeline.sinks import es_auth, es_templates, kafka_topics
 from pipeline.sinks.elasticsearch import make_client
-from pipeline.stream import kafka_setup
 
 
-def run(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool = True) -> int:
+def setup(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool = True) -> int:
     """Create what is missing (idempotent), or with ``check`` list the drift (exit 1 if any)."""
     client = make_client(settings, asynchronous=False) if es else None
     try:
         if client is not None:
             es_auth.preflight(client, settings, "setup")
         if check:
-            drift = kafka_setup.check_topics(settings) if kafka else []
+            drift = kafka_topics.check_topics(settings) if kafka else []
             if client is not None:
-                drift += es_setup.check_elasticsearch(client, settings.index_prefix)
+                drift += es_templates.check_elasticsearch(client, settings.index_prefix)
             for line in drift:
                 print(f"drift: {line}")
             if not drift:
                 print("no drift: topics and templates match the settings")
             return 1 if drift else 0
-        done = kafka_setup.setup_topics(settings) if kafka else []
+        done = kafka_topics.setup_topics(settings) if kafka else []
         if client is not None:
-            done += es_setup.setup_elasticsearch(client, settings.index_prefix)
+            done += es_templates.setup_elasticsearch(client, settings.index_prefix)
         for line in done:
             print(f"ok: {line}")
         return 0
@@ -37,9 +38,10 @@ def run(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool
 
 
 def retention(settings: Settings, days: int, *, dry_run: bool = False) -> int:
+    """Delete (``dry_run``: list) the daily event indices older than ``days``."""
     client = make_client(settings, asynchronous=False)
     try:
-        names = es_setup.apply_retention(client, settings.index_prefix, days, dry_run=dry_run)
+        names = es_templates.apply_retention(client, settings.index_prefix, days, dry_run=dry_run)
     finally:
         client.close()
     verb = "would delete" if dry_run else "deleted"
@@ -48,3 +50,11 @@ def retention(settings: Settings, days: int, *, dry_run: bool = False) -> int:
     if not names:
         print(f"no index of {settings.index_prefix} older than {days} days", file=sys.stderr)
     return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return setup(settings, check=args.check)
+
+
+def run_retention(args: argparse.Namespace, settings: Settings) -> int:
+    return retention(settings, args.days, dry_run=args.dry_run)

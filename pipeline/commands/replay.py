@@ -8,6 +8,7 @@ Blank lines and ``#`` comment lines (the samples' source notes) are skipped.
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 import ssl
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError
+from pipeline.settings import Settings
 
 _PANOS_TIME = re.compile(rb"\b\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}\b")
 _ISO_TIME = re.compile(rb"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})")
@@ -214,3 +216,21 @@ def replay(
         bar.update(sent % 1000)
         bar.close()
     return sent
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    target = parse_target(args.to)
+    messages = prepare(read_lines(args.files), now=args.now)
+    sent = replay(
+        messages,
+        target,
+        rate=args.rate,
+        loop=args.loop,
+        octet_counting=args.octet_counting,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        certfile=args.cert,
+        keyfile=args.key,
+    )
+    print(f"sent {sent} messages to {args.to}", file=sys.stderr)
+    return 0

@@ -1,0 +1,170 @@
+"""The worker's agent: ``panos.raw`` in batches through the chain, and everything it produced
+out, once per batch.
+
+Per batch (``batch_size`` messages or ``batch_max_wait_s``, whichever comes first):
+
+1. ``pipeline.chain`` turns the messages and the correlation table into documents, dead
+   letters, state changes, failures and counts (per-event work is the chain's);
+2. the documents go to ``panos.events`` for SIEMs and the dead letters to ``panos.dlq``
+   (buffered sends: Faust flushes its producer before it commits offsets);
+3. the state changes go to the correlation table, each key once, with its source partition;
+4. failures are added to this worker's alert windows, metrics are counted once per label;
+5. the documents are bulk-indexed into Elasticsearch while the next batch is processed (up to
+   two requests in flight); the batch's events stay held until every document is indexed or
+   dead-lettered, so an offset is committed only then (``pipeline.stream.indexing``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline import wire
+from pipeline.chain import BatchResult, Chain, Counts, Document, Message
+from pipeline.metrics import (
+    Metrics,
+    category_label,
+    cause_label,
+    end_reason_label,
+    error_type_label,
+    log_type_label,
+    mode_label,
+    stage_label,
+)
+from pipeline.settings import Settings
+from pipeline.sinks.elasticsearch import BulkWriter
+from pipeline.stream.indexing import InFlight, hold, release
+from pipeline.stream.spikes import FailureWindows
+from pipeline.stream.tables import CorrelationTable
+from pipeline.stream.topics import Topics
+
+
+def to_message(event: Any) -> Message:
+    """The chain's view of a Faust event: value, origin, and the headers it acts on."""
+    message = event.message
+    headers = event.headers
+    cut = replay_of = None
+    if headers:
+        cut = wire.header(headers, wire.CUT_HEADER)
+        replay_of = wire.header(headers, wire.REPLAY_HEADER)
+    return Message(
+        event.value,
+        message.topic,
+        message.partition,
+        message.offset,
+        cut.decode("utf-8", "replace") if cut is not None else None,
+        replay_of.decode("utf-8", "replace") if replay_of is not None else None,
+    )
+
+
+def observe_counts(metrics: Metrics, counts: Counts, published: int) -> None:
+    """Add one batch's counts to the metrics: one increment per label set."""
+    for log_type, n in counts.records.items():
+        metrics.events.labels(log_type_label(log_type)).inc(n)
+    for reason, n in counts.end_reasons.items():
+        metrics.traffic_end_reasons.labels(end_reason_label(reason)).inc(n)
+    if counts.decrypted:
+        metrics.decrypted_sessions.inc(counts.decrypted)
+    for (cause, category, mode), n in counts.failures.items():
+        metrics.decryption_failures.labels(
+            cause_label(cause), category_label(category), mode_label(mode)
+        ).inc(n)
+    for (stage, error_type), n in counts.dead_letters.items():
+        metrics.dead_letters.labels(stage_label(stage), error_type_label(error_type)).inc(n)
+    observe = metrics.parse_duration.observe
+    for seconds in counts.parse_seconds:
+        observe(seconds)
+    if published:
+        metrics.events_published.inc(published)
+
+
+def send_counts(topics: Topics, counts: list[wire.WindowCount]) -> None:
+    """Window counts to the spike detector, keyed by cause (one detector sees every worker's
+    count of a cause)."""
+    send = topics.failure_counts.send_soon
+    for count in counts:
+        send(key=count.cause.encode(), value=wire.encode_window_count(count))
+
+
+def register(
+    app: Any,
+    settings: Settings,
+    topics: Topics,
+    *,
+    chain: Chain,
+    correlation: CorrelationTable,
+    windows: FailureWindows,
+    owned: Callable[[], Callable[[int], bool]],
+    writer: BulkWriter | None,
+    in_flight: InFlight,
+    metrics: Metrics,
+    clock: Callable[[], float] = time.time,
+) -> Any:
+    """Add the batch agent to ``app``. ``writer`` None: publish to ``panos.events`` only (no
+    Elasticsearch), e.g. where another consumer indexes."""
+    events_topic = topics.events
+    dlq_topic = topics.dlq
+
+    def publish(result: BatchResult, batch: list[Any]) -> None:
+        send_event = events_topic.send_soon
+        doc_id_header = wire.DOC_ID_HEADER
+        for doc in result.documents:
+            send_event(
+                key=doc.key, value=doc.source, headers={doc_id_header: doc.doc_id.encode()}
+            )
+        for position, letter in result.dead_letters:
+            dlq_topic.send_soon(key=batch[position].key, value=wire.encode_dead_letter(letter))
+
+    async def index(documents: list[Document], batch: list[Any]) -> None:
+        assert writer is not None
+        rejected = await writer.write_encoded([(d.doc_id, d.index, d.source) for d in documents])
+        if rejected:
+            origin = {d.doc_id: batch[d.message] for d in documents}
+            for item in rejected:
+                event = origin[item.doc_id]
+                letter = wire.dead_letter(
+                    item.document,
+                    stage="index",
+                    error_type="sink",
+                    message=f"{item.status} {item.error_type}: {item.reason}"[:2000],
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                )
+                await dlq_topic.send(key=event.key, value=wire.encode_dead_letter(letter))
+                metrics.dead_letters.labels("index", "sink").inc()
+        release(batch)
+
+    @app.agent(topics.raw, name="process", concurrency=1)
+    async def process(stream: Any) -> Any:
+        try:
+            async for batch in stream.take_events(settings.batch_size, settings.batch_max_wait_s):
+                hold(batch)
+                await in_flight.room()
+                if in_flight.closing:
+                    # the worker is stopping: held and never released, so not committed (the
+                    # next worker consumes them again)
+                    continue
+                now = clock()
+                result = chain.run([to_message(e) for e in batch], correlation.entries, now)
+                publish(result, batch)
+                if result.state:
+                    partitions = {
+                        key: batch[position].message.partition
+                        for key, position in result.writers.items()
+                    }
+                    correlation.write(result.state, partitions)
+                    if len(correlation) > correlation.max_entries:
+                        metrics.correlation_evicted.inc(correlation.evict(owned()))
+                windows.add(result.failures, now)
+                send_counts(topics, windows.due(now))
+                observe_counts(metrics, result.counts, len(result.documents))
+                if writer is not None and result.documents:
+                    in_flight.start(index(result.documents, batch))
+                else:
+                    release(batch)
+        finally:
+            in_flight.cancel()
+
+    return process
