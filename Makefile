@@ -4,12 +4,13 @@ PY := $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo 
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 DS := $(PY) -m pipeline
 
-.PHONY: help setup demo test test-unit test-stack bench lint stack-up stack-down stack-status
+.PHONY: help setup demo test test-unit test-stack wheel-check bench lint stack-up stack-down stack-status
 
 help:
 	@echo "make setup    venv (.venv) + pip install -e '.[dev]' + fetch Kafka and Elasticsearch"
 	@echo "make demo     start the local stack and run the demo"
 	@echo "make test     lint, unit + golden tests, then integration / e2e / fault tests"
+	@echo "make wheel-check  build sdist + wheel, install the wheel in a fresh venv, run it (stack up)"
 	@echo "make bench    run every bench/*.py"
 	@echo "make lint     ruff check . && ruff format --check ."
 	@echo "make stack-up | stack-down | stack-status"
@@ -37,6 +38,10 @@ test-unit:
 
 test-stack:
 	$(PYTEST) -m "integration or e2e or faults" tests
+
+# The installed program, not the checkout: needs the local stack up (setup --check, stack status).
+wheel-check:
+	.ci/wheel-check $(PY)
 
 bench:
 	@set -e; for script in bench/*.py; do \

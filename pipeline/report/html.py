@@ -1,17 +1,16 @@
 """The ``analyze`` report as ONE self-contained HTML page: inline CSS, a few lines of inline JS
 and an inline SVG chart; nothing is fetched from the network. The page layout is the data file
-``template.html`` beside this module."""
+``template.html`` beside this module (found through ``pipeline.resources``)."""
 
 from __future__ import annotations
 
 import html
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.resources import REPORT_TEMPLATE
 
-TEMPLATE = Path(__file__).with_name("template.html")
 # Colour-blind-friendly palette (Okabe-Ito, then Tableau); causes get colours in report order.
 PALETTE = (
     "#0072B2",
@@ -249,7 +248,7 @@ def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> 
         "details": _details(report),
         "version": _e(__version__),
     }
-    page = TEMPLATE.read_text(encoding="utf-8")
+    page = REPORT_TEMPLATE.read_text(encoding="utf-8")
     for key, value in values.items():
         page = page.replace("{{" + key + "}}", value)
     return page

@@ -21,12 +21,12 @@ from test_alert_e2e import (  # the same real pipeline as the alert test
     wait_for,
 )
 
-from pipeline.resources import GRAFANA, ROOT
+from pipeline.resources import ROOT
 from pipeline.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 OTHER_SAMPLES = [
     ROOT / "tests" / "golden" / "decryption-11.1-tls13-success.log",
     ROOT / "tests" / "golden" / "decryption-ipv6.log",

@@ -14,7 +14,9 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from pipeline.resources import DEPLOY, GRAFANA
+from pipeline.resources import DEPLOY, ROOT
+
+GRAFANA = ROOT / "grafana"
 
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 NODE_MODULES = GRAFANA / "node_modules"
