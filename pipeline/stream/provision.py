@@ -20,6 +20,8 @@ def run(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool
             drift = kafka_setup.check_topics(settings) if kafka else []
             if client is not None:
                 drift += es_setup.check_elasticsearch(client, settings.index_prefix)
+                if settings.alerts_index:
+                    drift += es_setup.check_alerts(client, settings.alerts_index)
             for line in drift:
                 print(f"drift: {line}")
             if not drift:
@@ -28,6 +30,8 @@ def run(settings: Settings, *, check: bool = False, kafka: bool = True, es: bool
         done = kafka_setup.setup_topics(settings) if kafka else []
         if client is not None:
             done += es_setup.setup_elasticsearch(client, settings.index_prefix)
+            if settings.alerts_index:
+                done += es_setup.setup_alerts(client, settings.alerts_index)
         for line in done:
             print(f"ok: {line}")
         return 0
