@@ -233,9 +233,7 @@ def observe(
     if key is None:
         return None, [Emit(record, classifier.classify(record), None, False, original)]
     live = (
-        entry is not None
-        and entry.get("v") == ENTRY_VERSION
-        and not expired(entry, now, window_s)
+        entry is not None and entry.get("v") == ENTRY_VERSION and not expired(entry, now, window_s)
     )
     if not live:
         entry = new_entry(key, now)

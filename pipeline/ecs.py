@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.community_id import community_id, proto_number
+from pipeline.diagnosis import event_mode
 from pipeline.errors import ConfigError
 from pipeline.panos.layouts import SKIP, common_layout, layouts, session_labels_targets
 
@@ -461,6 +462,9 @@ def to_ecs(
         ds["failure"] = True
     else:
         ds = {"failure": False}
+        mode = event_mode(record)
+        if mode is not None:
+            ds["mode"] = mode
     if correlation:
         ds["correlation"] = dict(correlation)
     doc["decryptscope"] = ds

@@ -439,10 +439,11 @@ def _prime(m: Metrics) -> None:
     for stage, error_type in (("parse", "parse"), ("publish", "sink"), ("index", "sink")):
         m.dead_letters.labels(stage, error_type)
     m.dead_letter_failures.labels("publish")
-    # Failures per cause from the first scrape on, so that the first burst of a cause is a rate
-    # and its spike has a (zero) baseline.
+    # Every (cause, its category, mode) from the first scrape on: a series born with a burst
+    # has the burst as its first sample, rate() sees no increase and no spike alert fires.
     for cause, category in catalogue_causes():
-        m.decryption_failures.labels(cause, category, "unknown")
+        for mode in MODES:
+            m.decryption_failures.labels(cause, category, mode)
 
 
 METRICS = build_metrics(REGISTRY)

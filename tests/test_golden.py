@@ -4,8 +4,8 @@ message by message; the records and their ECS documents must equal
 ``<case>.expected.json``. Every ECS document must also validate against
 ``schemas/ecs/event.schema.json``.
 
-The documents are built without a diagnosis (``decryptscope.failure`` false): the diagnosis
-has its own golden tests in ``tests/golden/diagnosis/``."""
+The documents are built without a diagnosis (``decryptscope.failure`` false, and the mode of
+decryption events): the diagnosis has its own golden tests in ``tests/golden/diagnosis/``."""
 
 from __future__ import annotations
 

@@ -50,9 +50,7 @@ def spawn(args: list[str], settings: Settings, log: Path) -> subprocess.Popen:
 class Services:
     """``decryptscope ingest`` and ``decryptscope worker`` as child processes."""
 
-    def __init__(
-        self, settings: Settings, log_dir: Path, *, workers: int = 1
-    ) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, *, workers: int = 1) -> None:
         self.settings = settings
         self.log_dir = log_dir
         self.workers = workers  # one consumer group; each worker has its own web port

@@ -21,6 +21,8 @@ def setup(settings: Settings, *, check: bool = False, kafka: bool = True, es: bo
             drift = kafka_topics.check_topics(settings) if kafka else []
             if client is not None:
                 drift += es_templates.check_elasticsearch(client, settings.index_prefix)
+                if settings.alerts_index:
+                    drift += es_templates.check_alerts(client, settings.alerts_index)
             for line in drift:
                 print(f"drift: {line}")
             if not drift:
@@ -29,6 +31,8 @@ def setup(settings: Settings, *, check: bool = False, kafka: bool = True, es: bo
         done = kafka_topics.setup_topics(settings) if kafka else []
         if client is not None:
             done += es_templates.setup_elasticsearch(client, settings.index_prefix)
+            if settings.alerts_index:
+                done += es_templates.setup_alerts(client, settings.alerts_index)
         for line in done:
             print(f"ok: {line}")
         return 0

@@ -3,8 +3,9 @@
 Everything that can be wrong in the catalogue is found here, at load, and reported as a
 ``ConfigError`` naming the file, the line and the cause: an unknown category or mode, a
 duplicate id, a rule on a field no record has, a bad regex, a confidence outside 0-1, a level
-missing from the precedence table. Record fields are checked against the column layouts in
-``schemas/panos/`` plus the keys of ``show session id`` records.
+missing from the precedence table, a named condition that does not exist. Record fields are
+checked against the column layouts in ``schemas/panos/`` plus the keys of ``show session id``
+records.
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class Catalogue:
     causes: Mapping[str, Cause]
     rules: tuple[Rule, ...]  # cause rules, best first: precedence, specificity, confidence
     mode_rules: tuple[Rule, ...]  # in catalogue order; the first that matches decides
+    mode_events: tuple[Rule, ...]  # records that carry a mode although they are no failure
     gates: tuple[tuple[str, str | None], ...]  # (field, source) pairs the cause rules gate on
     default_mode: str
     categories: tuple[str, ...]
@@ -213,8 +215,8 @@ def _toml_names(path: Path) -> Iterable[str]:
 
 
 class _Lines:
-    """Line numbers of the catalogue's ``[[causes]]``/``[[causes.rules]]``/``[[mode_rules]]``
-    headers and of each cause's ``id``, so errors can point into the file."""
+    """Line numbers of the catalogue's ``[[causes]]``/``[[causes.rules]]``/``[[mode_rules]]``/
+    ``[[mode_events]]`` headers and of each cause's ``id``, so errors can point into the file."""
 
     _HEADER = re.compile(r"^\s*\[\[\s*([\w.]+)\s*\]\]")
     _ID = re.compile(r"""^\s*id\s*=\s*["']([^"']*)["']""")
@@ -223,6 +225,7 @@ class _Lines:
         self.cause_lines: list[int] = []
         self.rule_lines: list[list[int]] = []
         self.mode_rule_lines: list[int] = []
+        self.mode_event_lines: list[int] = []
         self.id_lines: dict[int, int] = {}
         section = ""
         for number, line in enumerate(text.splitlines(), start=1):
@@ -236,6 +239,8 @@ class _Lines:
                     self.rule_lines[-1].append(number)
                 elif section == "mode_rules":
                     self.mode_rule_lines.append(number)
+                elif section == "mode_events":
+                    self.mode_event_lines.append(number)
                 continue
             if section == "causes" and self._ID.match(line):
                 self.id_lines[len(self.cause_lines) - 1] = number
@@ -252,6 +257,9 @@ class _Lines:
 
     def mode_rule(self, index: int) -> int:
         return _at(self.mode_rule_lines, index)
+
+    def mode_event(self, index: int) -> int:
+        return _at(self.mode_event_lines, index)
 
 
 def _at(lines: list[int], index: int) -> int:
@@ -299,15 +307,35 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines, fields: frozenset[st
     default_mode = data.get("default_mode", "unknown")
     if default_mode not in modes:
         raise _fail(path, 1, f"default_mode {default_mode!r} is not one of {modes}")
+    named = data.get("conditions", {})
+    if not isinstance(named, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(c, dict) for c in v) for v in named.values()
+    ):
+        raise _fail(path, 1, "'conditions' must be a table of name = [condition tables]")
+
+    def expand(when: list[Any], line: int, where: str) -> list[Any]:
+        """``{ use = "<name>" }`` replaced by the named conditions of ``[conditions]``."""
+        out: list[Any] = []
+        for cond in when:
+            if isinstance(cond, dict) and "use" in cond:
+                name = cond["use"]
+                if set(cond) != {"use"} or name not in named:
+                    raise _fail(
+                        path, line, f"{where}: unknown named condition {name!r} ({sorted(named)})"
+                    )
+                out.extend(named[name])
+            else:
+                out.append(cond)
+        return out
 
     def rule(spec: Any, target: str, line: int, where: str, *, kind: str) -> Rule:
         if not isinstance(spec, dict):
             raise _fail(path, line, f"{where}: a rule must be a table")
-        allowed = (
-            {"level", "confidence", "source", "when", "note"}
-            if kind == "cause"
-            else {"mode", "source", "when", "note"}
-        )
+        allowed = {
+            "cause": {"level", "confidence", "source", "when", "note"},
+            "mode": {"mode", "source", "when", "note"},
+            "event": {"source", "when", "note"},
+        }[kind]
         extra = set(spec) - allowed
         if extra:
             raise _fail(path, line, f"{where}: unknown rule key(s) {sorted(extra)}")
@@ -332,6 +360,7 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines, fields: frozenset[st
         when = spec.get("when")
         if not isinstance(when, list) or not when:
             raise _fail(path, line, f"{where}: 'when' must be a non-empty list of conditions")
+        when = expand(when, line, where)
         default_source = spec.get("source")
         conditions = []
         for cond in when:
@@ -356,6 +385,10 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines, fields: frozenset[st
         if mode not in modes:
             raise _fail(path, line, f"mode rule {index + 1}: mode {mode!r} is not one of {modes}")
         mode_rules.append(rule(spec, mode, line, f"mode rule {index + 1} ({mode})", kind="mode"))
+    mode_events = [
+        rule(spec, "event", lines.mode_event(index), f"mode event {index + 1}", kind="event")
+        for index, spec in enumerate(data.get("mode_events", []))
+    ]
 
     causes: dict[str, Cause] = {}
     cause_rules: list[tuple[Rule, int]] = []
@@ -426,6 +459,7 @@ def _build(path: Path, data: dict[str, Any], lines: _Lines, fields: frozenset[st
         causes=causes,
         rules=tuple(rules),
         mode_rules=tuple(mode_rules),
+        mode_events=tuple(mode_events),
         gates=tuple(gates),
         default_mode=default_mode,
         categories=tuple(categories),

@@ -1,6 +1,7 @@
 """Record (+ the other records of its session) -> Diagnosis, or None when it is not a
 decryption failure. Pure; the catalogue is compiled once and rules are tried best first, so
-the first rule whose conditions all hold decides the cause."""
+the first rule whose conditions all hold decides the cause. A decryption event that is not a
+failure still has a mode (``event_mode``)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,17 @@ class Classifier:
             return rule.target
         return fallback or self.catalogue.default_mode
 
+    def event_mode(
+        self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+    ) -> str | None:
+        """The mode of a decryption event (a record matching one of the catalogue's
+        ``[[mode_events]]``, e.g. a DECRYPTION log or the TRAFFIC end of a decrypted
+        session), whether or not it failed; None for any other record."""
+        for rule in self.catalogue.mode_events:
+            if rule.match(record, related) is not None:
+                return self.mode(record, related)
+        return None
+
 
 @lru_cache(maxsize=4)
 def classifier_for(path: str | None = None) -> Classifier:
@@ -95,3 +107,9 @@ def classify(
     """Diagnose ``record`` with the built-in catalogue; None when it is not a decryption
     failure. ``related``: the other records of the same session (serial + session id)."""
     return classifier_for(None).classify(record, related)
+
+
+def event_mode(record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()) -> str | None:
+    """The decryption mode of ``record`` when it is a decryption event (failed or not), with
+    the built-in catalogue; None when it is no decryption event."""
+    return classifier_for(None).event_mode(record, related)

@@ -54,6 +54,15 @@ def verdict(
     return out
 
 
+def _endpoint(address: Any, port: Any) -> str:
+    """``address:port``, with an IPv6 address in brackets (RFC 3986 host syntax) so that the
+    port cannot be read as the address's last group."""
+    host = address or "?"
+    if ":" in str(host):
+        host = f"[{host}]"
+    return f"{host}:{'?' if port is None else port}"
+
+
 def _session_line(record: Mapping[str, Any]) -> str:
     parts = [f"{record.get('type', '?')} log"]
     if record.get("sessionid") is not None:
@@ -61,7 +70,7 @@ def _session_line(record: Mapping[str, Any]) -> str:
     src, dst = record.get("src"), record.get("dst")
     if src or dst:
         parts.append(
-            f"{src or '?'}:{record.get('sport', '?')} -> {dst or '?'}:{record.get('dport', '?')}"
+            f"{_endpoint(src, record.get('sport'))} -> {_endpoint(dst, record.get('dport'))}"
         )
     for key, label in (("app", "app"), ("rule", "rule"), ("serial", "firewall")):
         if record.get(key):

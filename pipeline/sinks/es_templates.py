@@ -1,10 +1,11 @@
-"""The Elasticsearch side of ``decryptscope setup``: component templates, the index template,
-drift checks and retention of the daily indices.
+"""The Elasticsearch side of ``decryptscope setup``: component templates, the index templates
+of the events and of the alerts, drift checks and retention of the daily indices.
 
 Templates are data: the ECS component templates in ``schemas/ecs/components/`` (Elastic's, as
 published), ``schemas/ecs/decryptscope-component.json``, ``schemas/ecs/index-template.json``,
-and the ``panw.panos.*`` component generated from the column layouts in ``schemas/panos/``
-(their ``target`` and ``type`` columns). Everything is named after ``index_prefix`` so that
+the ``panw.panos.*`` component generated from the column layouts in ``schemas/panos/`` (their
+``target`` and ``type`` columns), and ``schemas/alerts/index-template.json`` for the alert
+indices. Everything is named after ``index_prefix`` (events) or ``alerts_index`` (alerts) so that
 several deployments (or test runs) share one cluster without touching each other.
 """
 
@@ -26,6 +27,7 @@ from pipeline.resources import SCHEMAS
 ECS_DIR = SCHEMAS / "ecs"
 COMPONENTS_DIR = ECS_DIR / "components"
 LAYOUTS_DIR = SCHEMAS / "panos"
+ALERTS_TEMPLATE = SCHEMAS / "alerts" / "index-template.json"
 
 # Layout column type -> Elasticsearch field type.
 _LAYOUT_TYPES = {
@@ -145,6 +147,13 @@ def desired_templates(prefix: str) -> Templates:
     return Templates(components, prefix, index_template, fallbacks)
 
 
+def alerts_template(prefix: str) -> dict[str, Any]:
+    """The index template of the alert indices ``<prefix>-*`` (``prefix``: ``alerts_index``)."""
+    source = _load_json(ALERTS_TEMPLATE)
+    source.pop("_comment", None)
+    return _fill_prefix(source, prefix)
+
+
 def apply_fallback(body: dict[str, Any], missing: str, fallback: dict[str, Any]) -> dict[str, Any]:
     """A copy of a component template with every field of type ``missing`` re-typed."""
     out = copy.deepcopy(body)
@@ -246,6 +255,15 @@ def setup_elasticsearch(client: Any, prefix: str) -> list[str]:
     return done
 
 
+def setup_alerts(client: Any, prefix: str) -> list[str]:
+    """Create or update the index template of the alert indices (idempotent)."""
+    try:
+        client.indices.put_index_template(name=prefix, body=alerts_template(prefix))
+    except Exception as exc:
+        raise SinkError(f"index template {prefix}: {_es_error_text(exc)[:500]}") from exc
+    return [f"index template {prefix} (alerts: {prefix}-* alias {prefix})"]
+
+
 def _flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in settings.items():
@@ -288,17 +306,29 @@ def check_elasticsearch(client: Any, prefix: str) -> list[str]:
         actual = found["component_templates"][0]["component_template"]
         if _normalise(actual) != _normalise(body):
             drift.append(f"component template {name}: differs")
+    drift += _index_template_drift(client, templates.index_template_name, templates.index_template)
+    return drift
+
+
+def check_alerts(client: Any, prefix: str) -> list[str]:
+    """Differences between the alert indices' template and what the cluster holds."""
+    return _index_template_drift(client, prefix, alerts_template(prefix))
+
+
+def _index_template_drift(client: Any, name: str, body: dict[str, Any]) -> list[str]:
+    from elasticsearch import NotFoundError
+
     try:
-        found = client.indices.get_index_template(name=templates.index_template_name)
+        found = client.indices.get_index_template(name=name)
     except NotFoundError:
-        drift.append(f"index template {templates.index_template_name}: missing")
-        return drift
-    actual = found["index_templates"][0]["index_template"]
-    desired = _normalise(templates.index_template)
-    actual = _normalise(actual)
+        return [f"index template {name}: missing"]
+    actual = _normalise(found["index_templates"][0]["index_template"])
+    desired = _normalise(body)
+    drift = []
     for key in ("index_patterns", "composed_of", "priority", "template"):
-        if actual.get(key) != desired.get(key):
-            drift.append(f"index template {templates.index_template_name}: {key} differs")
+        # A template composed of nothing comes back with an empty list.
+        if (actual.get(key) or None) != (desired.get(key) or None):
+            drift.append(f"index template {name}: {key} differs")
     return drift
 
 

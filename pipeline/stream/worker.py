@@ -110,9 +110,7 @@ def register(
         send_event = events_topic.send_soon
         doc_id_header = wire.DOC_ID_HEADER
         for doc in result.documents:
-            send_event(
-                key=doc.key, value=doc.source, headers={doc_id_header: doc.doc_id.encode()}
-            )
+            send_event(key=doc.key, value=doc.source, headers={doc_id_header: doc.doc_id.encode()})
         for position, letter in result.dead_letters:
             dlq_topic.send_soon(key=batch[position].key, value=wire.encode_dead_letter(letter))
 

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.resources import ROOT
 from pipeline.settings import Settings
@@ -31,6 +32,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SAMPLE = ROOT / "tests" / "golden" / "decryption-10.2-forward-unknown-ca.log"
 CAUSE = "server-cert-untrusted-issuer"
+DIAGNOSIS = ROOT / "tests" / "golden" / "diagnosis"
+# The first-burst case: one cause in one mode that no other test here sends (Error Index
+# Version on a Forward proxy line; the expected cause and category are the golden case's and
+# the catalogue's).
+BURST_SAMPLE = DIAGNOSIS / "unsupported-tls-version.log"
+BURST_CAUSE = "unsupported-tls-version"
+BURST_LABELS = {"cause": BURST_CAUSE, "category": "unsupported-parameter", "mode": "forward-proxy"}
+WARM_UP = DIAGNOSIS / "none-successful-handshake.log"
 
 
 def http_json(url: str) -> object:
@@ -59,12 +68,14 @@ def wait_for(what: str, check, timeout: float, every: float = 2.0):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def log_line(path: Path) -> str:
+    return next(text for text in path.read_text().splitlines() if text and not text.startswith("#"))
+
+
 def failure_lines(count: int, first: int) -> str:
     """``count`` copies of one failing DECRYPTION line, each its own session and sequence
     number (so each is its own event)."""
-    line = next(
-        text for text in SAMPLE.read_text().splitlines() if text and not text.startswith("#")
-    )
+    line = log_line(SAMPLE)
     assert line.count(",123456,") == 1 and line.count("7300000000000000001") == 1
     out = []
     for n in range(first, first + count):
@@ -262,3 +273,116 @@ def test_a_replayed_spike_alerts_in_prometheus_alertmanager_and_the_stream(
     finally:
         es.close()
     assert indexed[0]["_id"] == indexed[0]["_source"]["id"]
+
+
+def sessions_of(path: Path, count: int, first: int) -> bytes:
+    """``count`` copies of the sample's line, each its own session and sequence number."""
+    line = log_line(path)
+    assert line.count(",1017,") == 1 and line.count("7451000000000001017") == 1
+    return b"".join(
+        line.replace(",1017,", f",{300000 + n},")
+        .replace("7451000000000001017", f"75{n:017d}")
+        .encode()
+        + b"\n"
+        for n in range(first, first + count)
+    )
+
+
+def send_tcp(syslog: str, payload: bytes) -> None:
+    host, port = urllib.parse.urlsplit(syslog).netloc.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(payload)
+
+
+def last_scrape(prometheus: str, instance: str) -> str | None:
+    targets = http_json(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
+    for target in targets:
+        if target["labels"].get("instance") == instance and target["health"] == "up":
+            return target["lastScrape"]
+    return None
+
+
+def worker_failures(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "decryptscope_decryption_failures_total" and all(
+                sample.labels.get(k) == v for k, v in BURST_LABELS.items()
+            ):
+                return sample.value
+    return 0.0
+
+
+def test_the_first_ever_burst_of_a_cause_in_a_mode_reaches_alertmanager(
+    running_pipeline: dict[str, str], settings: Settings
+):
+    """A fresh worker, then one burst of a (cause, mode) pair it has never counted, delivered
+    between two scrapes: Prometheus must see it as an increase and DecryptionFailureSpike must
+    reach Alertmanager."""
+    env = running_pipeline
+    prometheus = env["E2E_PROMETHEUS"]
+    instance = f"127.0.0.1:{settings.web_port}"
+    # The worker consumes (one successful handshake is indexed) and Prometheus scrapes it.
+    send_tcp(env["E2E_SYSLOG"], log_line(WARM_UP).encode() + b"\n")
+    es = Elasticsearch(settings.es_url)
+    try:
+        wait_for(
+            "the warm-up event in Elasticsearch",
+            lambda: (
+                es.options(ignore_status=404)
+                .count(index=env["DECRYPTSCOPE_INDEX_PREFIX"])
+                .get("count")
+            ),
+            120,
+            1,
+        )
+    finally:
+        es.close()
+    seen = wait_for("Prometheus scraping the worker", lambda: last_scrape(prometheus, instance), 60)
+
+    # Enough to be a spike over whatever earlier runs left as this cause's baseline.
+    expr = f'cause:decryptscope_decryption_failures:rate1m_avg30m_offset5m{{cause="{BURST_CAUSE}"}}'
+    query = urllib.parse.urlencode({"query": expr})
+    result = http_json(f"{prometheus}/api/v1/query?{query}")["data"]["result"]
+    baseline_per_s = max((float(r["value"][1]) for r in result), default=0.0)
+    count = max(400, math.ceil(baseline_per_s * 60 * 5))
+    burst = sessions_of(BURST_SAMPLE, count, 0)
+
+    # Right after a scrape, so that the whole burst lands before the next one.
+    wait_for(
+        "the next scrape of the worker",
+        lambda: (last_scrape(prometheus, instance) or seen) != seen,
+        30,
+        0.1,
+    )
+    send_tcp(env["E2E_SYSLOG"], burst)
+    wait_for(
+        f"the worker to count the {count} failures",
+        lambda: worker_failures(settings.web_port) == count,
+        120,
+        0.5,
+    )
+
+    firing = wait_for(
+        "DecryptionFailureSpike to fire in Prometheus",
+        lambda: [
+            a
+            for a in prometheus_alerts(prometheus, "DecryptionFailureSpike")
+            if a["state"] == "firing" and a["labels"].get("cause") == BURST_CAUSE
+        ],
+        150,
+        3,
+    )
+    assert firing[0]["labels"]["severity"] == "critical"
+    received = wait_for(
+        "the alert in Alertmanager",
+        lambda: [
+            a
+            for a in alertmanager_alerts(env["E2E_ALERTMANAGER"], "DecryptionFailureSpike")
+            if a["labels"].get("cause") == BURST_CAUSE
+        ],
+        90,
+        3,
+    )
+    assert received[0]["annotations"]["runbook_url"].endswith("#decryptionfailurespike")

@@ -23,6 +23,7 @@ def run_settings(settings, run_prefix, request):
     return dataclasses.replace(
         settings,
         index_prefix=f"{tag}-events",
+        alerts_index=f"{tag}-alerts",
         topic_raw=f"{tag}.raw",
         topic_events=f"{tag}.events",
         topic_alerts=f"{tag}.alerts",
@@ -35,7 +36,8 @@ def env_of(s) -> dict[str, str]:
     import os
 
     env = dict(os.environ)
-    for name in ("index_prefix", "topic_raw", "topic_events", "topic_alerts", "topic_dlq"):
+    names = ("index_prefix", "alerts_index", "topic_raw", "topic_events", "topic_alerts")
+    for name in (*names, "topic_dlq"):
         env[f"DECRYPTSCOPE_{name.upper()}"] = getattr(s, name)
     env["DECRYPTSCOPE_TOPIC_PARTITIONS"] = str(s.topic_partitions)
     env["DECRYPTSCOPE_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
@@ -71,6 +73,9 @@ def test_setup_twice_then_check_reports_no_drift(run_settings, es_client) -> Non
     template = es_client.indices.get_index_template(name=run_settings.index_prefix)
     body = template["index_templates"][0]["index_template"]
     assert body["index_patterns"] == [f"{run_settings.index_prefix}-*"]
+    alerts = es_client.indices.get_index_template(name=run_settings.alerts_index)
+    body = alerts["index_templates"][0]["index_template"]
+    assert body["index_patterns"] == [f"{run_settings.alerts_index}-*"]
 
 
 def test_check_finds_changed_template_and_missing_topic(run_settings, es_client) -> None:

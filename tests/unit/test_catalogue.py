@@ -174,6 +174,11 @@ def test_adding_a_cause_needs_no_code(tmp_path):
             "[[causes.rules]]",
             "needs exactly one test",
         ),
+        (
+            GOOD_CAUSE.replace("when = [{", 'when = [{ use = "decrypted" }, {'),
+            "[[causes.rules]]",
+            "unknown named condition 'decrypted'",
+        ),
     ],
     ids=[
         "category",
@@ -186,6 +191,7 @@ def test_adding_a_cause_needs_no_code(tmp_path):
         "references",
         "remediation",
         "two-tests",
+        "named-condition",
     ],
 )
 def test_validation_errors_name_file_line_and_cause(tmp_path, body, needle, message):
@@ -215,6 +221,41 @@ def test_bad_mode_rule(tmp_path):
         load_catalogue(path)
     assert info.value.message.startswith(f"{path}:{line_of(path, '[[mode_rules]]')}: ")
     assert "sideways" in info.value.message
+
+
+NAMED = """
+[conditions]
+decrypted = [{ field = "flags", bits_set = 0x01000000 }]
+"""
+
+MODE_EVENT = """
+[[mode_events]]
+when = [{ field = "type", equals = "TRAFFIC" }, { use = "decrypted" }]
+"""
+
+
+def test_named_conditions_and_mode_events(tmp_path):
+    head = HEAD.replace("[[mode_rules]]", NAMED + "\n[[mode_rules]]")
+    path = tmp_path / "causes.toml"
+    path.write_text(head + MODE_EVENT + GOOD_CAUSE, encoding="utf-8")
+    classifier = classifier_for(str(path))
+    [event] = classifier.catalogue.mode_events
+    assert [(c.field, c.kind, c.arg) for c in event.conditions] == [
+        ("type", "equals", "TRAFFIC"),
+        ("flags", "bits_set", 0x01000000),
+    ]
+    assert classifier.event_mode({"type": "TRAFFIC", "flags": 0x01000019}) == "unknown"
+    assert classifier.event_mode({"type": "TRAFFIC", "flags": 0x19}) is None
+    assert classifier.event_mode({"type": "DECRYPTION", "proxy_type": "Forward"}) is None
+
+
+def test_a_mode_event_error_names_its_line(tmp_path):
+    path = tmp_path / "causes.toml"
+    path.write_text(HEAD + MODE_EVENT + GOOD_CAUSE, encoding="utf-8")  # no [conditions]
+    with pytest.raises(ConfigError) as info:
+        load_catalogue(path)
+    assert info.value.message.startswith(f"{path}:{line_of(path, '[[mode_events]]')}: ")
+    assert "unknown named condition 'decrypted'" in info.value.message
 
 
 def test_toml_syntax_error_names_the_file_and_line(tmp_path):

@@ -169,3 +169,16 @@ def test_diagnose_several_session_outputs_separated_by_comments(capsys, tmp_path
     verdicts = json.loads(out)["verdicts"]
     assert [v["failure"] for v in verdicts] == [True, False]
     assert verdicts[0]["diagnosis"]["cause"] == "inbound-proxy-handshake-failure"
+
+
+def test_diagnose_brackets_ipv6_endpoints(capsys):
+    # RFC 3986 / RFC 5952 section 6: an IPv6 address followed by a port is written in brackets.
+    code, out, err = run(capsys, "diagnose", str(GOLDEN.parent / "decryption-ipv6.log"))
+    assert code == 0, err
+    assert "[2001:db8:10::5]:51000 -> [2001:db8:20::7]:443" in out.splitlines()[0]
+
+
+def test_diagnose_keeps_ipv4_endpoints_unbracketed(capsys):
+    code, out, err = run(capsys, "diagnose", str(GOLDEN / "unsupported-cipher.log"))
+    assert code == 0, err
+    assert "192.0.2.10:51544 -> 203.0.113.20:443" in out.splitlines()[0]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.diagnosis import Diagnosis, classifier_for, classify
+from pipeline.diagnosis import Diagnosis, classifier_for, classify, event_mode
 
 T0 = datetime(2026, 11, 20, 10, 15, 2, tzinfo=UTC)
 
@@ -203,6 +203,45 @@ def test_source_restriction_ignores_other_log_types():
 )
 def test_mode(record, mode):
     assert classify(record).mode == mode
+
+
+SUCCESS = {"err_index": "None", "error": "", "root_status": "trusted"}
+
+
+@pytest.mark.parametrize(
+    ("record", "mode"),
+    [
+        (dec(proxy_type="Forward", **SUCCESS), "forward-proxy"),
+        (dec(proxy_type="Inbound Inspection", **SUCCESS), "inbound-inspection"),
+        (dec(proxy_type="GlobalProtect", **SUCCESS), "globalprotect"),
+        (
+            dec(proxy_type="No Decrypt", root_status="uninspected", err_index="None", error=""),
+            "no-decrypt",
+        ),
+        # A TRAFFIC line does not name the proxy type; Flags bit 0x01000000 says it was decrypted.
+        (traffic("tcp-fin", flags=0x01000000 | 0x19), "unknown"),
+        (traffic("tcp-fin", flags=0x01400019), "unknown"),
+        # Bit 0x400 is not "decrypted" (Elastic's label for it notwithstanding).
+        (traffic("tcp-fin", flags=0x00400419), None),
+        (traffic("tcp-fin", flags=0x19), None),
+        (traffic("tcp-fin", subtype="start", flags=0x01000000), None),
+        (traffic("tcp-fin", flags=None), None),
+        ({"type": "THREAT", "subtype": "url", "app": "ssl", "flags": 0x01000000}, None),
+        ({"type": "SESSION", "sessionid": 7, "session_end_reason": "tcp-fin"}, None),
+        ({"type": "SYSTEM", "subtype": "general"}, None),
+        ({}, None),
+    ],
+)
+def test_every_decryption_event_has_a_mode(record, mode):
+    assert classify(record) is None
+    assert event_mode(record) == mode
+
+
+def test_a_decrypted_traffic_end_takes_the_mode_of_its_decryption_record():
+    end = traffic("tcp-fin")
+    assert event_mode(end, [dec(proxy_type="Inbound Inspection", **SUCCESS)]) == (
+        "inbound-inspection"
+    )
 
 
 def test_diagnosis_as_dict_is_the_contract_and_json_serialisable():

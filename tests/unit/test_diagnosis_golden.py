@@ -1,5 +1,6 @@
 """Golden diagnosis cases: ``tests/golden/diagnosis/<case>.log`` (log lines of one session, or
-a ``show session id`` output) beside ``<case>.expected.json`` (cause and mode, or cause null).
+a ``show session id`` output) beside ``<case>.expected.json`` (cause and mode; for a record that
+is not a failure, cause null and the mode of a decryption event, or null when it is none).
 The first record is diagnosed with the others as its session's related records."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.diagnosis import classifier_for, classify
+from pipeline.diagnosis import classifier_for, classify, event_mode
 from pipeline.panos import parse_text as read_records
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "diagnosis"
@@ -28,6 +29,7 @@ def test_golden_case(path):
     diagnosis = classify(records[0], records[1:])
     if expected["cause"] is None:
         assert diagnosis is None, f"{path.name}: expected no failure, got {diagnosis}"
+        assert event_mode(records[0], records[1:]) == expected["mode"]
         return
     assert diagnosis is not None, f"{path.name}: expected {expected['cause']}"
     assert diagnosis.cause == expected["cause"]

@@ -163,7 +163,26 @@ def test_diagnosis_and_correlation() -> None:
     assert doc["event"]["original"] == "raw text"
     jsonschema.validate(doc, SCHEMA)
     plain = to_ecs(record)
-    assert plain["decryptscope"] == {"failure": False}
+    # Not diagnosed, but a decryption event: its mode from the Proxy Type column.
+    assert plain["decryptscope"] == {"failure": False, "mode": "globalprotect"}
+
+
+@pytest.mark.parametrize(
+    ("case", "mode"),
+    [
+        ("none-successful-handshake", "forward-proxy"),  # Proxy Type "Forward"
+        ("none-no-decrypt", "no-decrypt"),  # Proxy Type "No Decrypt"
+        ("none-tcp-fin", "unknown"),  # TRAFFIC end, Flags 0x1400019: decrypted
+        ("none-policy-deny", None),  # TRAFFIC drop, Flags 0x0
+    ],
+)
+def test_decryption_events_that_are_not_failures_carry_their_mode(case: str, mode: str) -> None:
+    text = (GOLDEN / "diagnosis" / f"{case}.log").read_text(encoding="utf-8")
+    line = next(t for t in text.splitlines() if t and not t.startswith("#"))
+    doc = to_ecs(parse_line(line))
+    expected = {"failure": False} if mode is None else {"failure": False, "mode": mode}
+    assert doc["decryptscope"] == expected
+    jsonschema.validate(doc, SCHEMA)
 
 
 def test_document_id_is_stable_and_distinct() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pipeline.alerting import build_alert
 from pipeline.sinks import es_templates
 from pipeline.sinks.elasticsearch import bulk_body, index_for
 
@@ -60,3 +61,66 @@ def test_expired_indices_by_whole_days() -> None:
     now = datetime(2026, 1, 10, 12, tzinfo=UTC)
     assert es_templates.expired_indices(names, 2, now) == ["p-2026.01.01"]
     assert es_templates.expired_indices(names, 0, now) == ["p-2026.01.01", "p-2026.01.08"]
+
+
+def _mapped_paths(properties: dict, parent: str = "") -> dict[str, str]:
+    out = {}
+    for name, spec in properties.items():
+        path = f"{parent}{name}"
+        if "properties" in spec:
+            out.update(_mapped_paths(spec["properties"], f"{path}."))
+        else:
+            out[path] = spec["type"]
+    return out
+
+
+def _document_paths(doc: dict, parent: str = "") -> set[str]:
+    out = set()
+    for name, value in doc.items():
+        path = f"{parent}{name}"
+        items = value if isinstance(value, list) else [value]
+        nested = [item for item in items if isinstance(item, dict)]
+        if nested:
+            for item in nested:
+                out |= _document_paths(item, f"{path}.")
+        else:
+            out.add(path)
+    return out
+
+
+def test_alerts_template_maps_every_field_of_an_alert() -> None:
+    alert = build_alert(
+        kind="spike",
+        cause="unsupported-tls-version",
+        server="www.example.com",
+        category="unsupported-parameter",
+        mode="forward-proxy",
+        remediation="Set Max Version to Max.",
+        window_start=1_790_000_000,
+        window_s=60,
+        observed=40,
+        expected=2.5,
+        deviation=1.2,
+        top_servers=[{"value": "www.example.com", "count": 40}],
+        top_rules=[{"value": "outbound-web", "count": 40}],
+        top_sources=[{"value": "192.0.2.10", "count": 40}],
+        samples=["012801096514:DECRYPTION:7451000000000001017"],
+    )
+    body = es_templates.alerts_template("run1-alerts")
+    assert body["index_patterns"] == ["run1-alerts-*"]
+    assert body["template"]["aliases"] == {"run1-alerts": {}}
+    assert body["template"]["settings"]["index"]["number_of_replicas"] == "0"
+    mapped = _mapped_paths(body["template"]["mappings"]["properties"])
+    assert _document_paths(alert) == set(mapped)
+    # Exact values for term queries and aggregations: never analysed text.
+    for path in ("id", "kind", "severity", "cause", "category", "mode", "server"):
+        assert mapped[path] == "keyword", path
+    for path in ("top_servers.value", "top_rules.value", "sample_event_ids"):
+        assert mapped[path] == "keyword", path
+    assert mapped["@timestamp"] == mapped["window.start"] == "date"
+
+
+def test_alerts_template_outranks_an_events_template_that_covers_it() -> None:
+    events = es_templates.desired_templates("decryptscope").index_template
+    alerts = es_templates.alerts_template("decryptscope-alerts")
+    assert alerts["priority"] > events["priority"]

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline import metrics as m
+from pipeline.diagnosis import load_catalogue
 
 
 def free_port() -> int:
@@ -109,7 +110,8 @@ def test_a_million_distinct_open_values_do_not_grow_the_series():
         assert "other" in values.values(), (name, labels)
     feed(500_000, 1_000_000)
     assert series(metrics.registry) == middle
-    assert len(middle) < 400
+    # The closed sets bound it: most are the failure series, one per cause and mode.
+    assert len(middle) < 600
 
 
 @pytest.mark.parametrize(
@@ -151,6 +153,29 @@ def test_causes_come_from_the_catalogue():
     for cause, category in m.catalogue_causes():
         assert m.category_label(category) == category
         assert cause in known
+
+
+def test_every_cause_and_mode_pair_is_exposed_at_zero_from_the_start():
+    # A failure series born mid-burst has the burst as its first sample, so rate() never sees
+    # the increase: each valid (cause, category, mode) must exist at 0 before any failure.
+    catalogue = load_catalogue()
+    metrics = m.build_metrics(CollectorRegistry())
+    exposed = {
+        (labels["cause"], labels["category"], labels["mode"]): value
+        for name, labels, value in (
+            (s.name, s.labels, s.value)
+            for family in metrics.registry.collect()
+            for s in family.samples
+        )
+        if name == "decryptscope_decryption_failures_total"
+    }
+    wanted = {
+        (cause.id, cause.category, mode)
+        for cause in catalogue.causes.values()
+        for mode in catalogue.modes
+    }
+    assert set(exposed) == wanted
+    assert set(exposed.values()) == {0.0}
 
 
 def test_decrypted_sessions_count_only_traffic_with_the_flag():

@@ -22,7 +22,7 @@ from pipeline.stack import es_plugin
 
 # What the program reads at run time, as kept in the source tree, and who reads it:
 RUNTIME = (
-    # panos/layouts.py, diagnosis/catalogue.py, sinks/es_setup.py, metrics.py
+    # panos/layouts.py, diagnosis/catalogue.py, sinks/es_templates.py, metrics.py
     "schemas",
     # stack/components.py (Kafka and Elasticsearch configs), stack/fetch.py (pom.xml),
     # stack/es_plugin.py (the plugin source it compiles)
@@ -31,7 +31,7 @@ RUNTIME = (
     "deploy/prometheus/prometheus.yml",
     "deploy/prometheus/rules",
     "deploy/alertmanager/alertmanager.yml",
-    # demo.py: the demo traffic
+    # commands/demo.py: the demo traffic
     "deploy/demo/sample-traffic.log",
 )
 DATA = "pipeline/_data/"
@@ -101,12 +101,13 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import pipeline
-from pipeline import demo, metrics, resources
+from pipeline import metrics, resources
+from pipeline.commands import demo
 from pipeline.diagnosis.catalogue import load_catalogue
 from pipeline.panos.layouts import layouts
 from pipeline.report.html import REPORT_TEMPLATE
 from pipeline.settings import Settings
-from pipeline.sinks import es_setup
+from pipeline.sinks import es_templates
 from pipeline.stack import components, es_plugin
 out = Path(sys.argv[2])
 prometheus = components.write_prometheus_config(Settings(), out / "prometheus")
@@ -117,7 +118,7 @@ print(json.dumps({
     "layouts": sorted(layouts()),
     "causes": sorted(load_catalogue().causes),
     "metric_causes": sorted(c for c, _ in metrics.catalogue_causes()),
-    "components": sorted(es_setup.desired_templates("p").components),
+    "components": sorted(es_templates.desired_templates("p").components),
     "plugin_digest": es_plugin.source_digest(es_plugin.SOURCE, "9.5.4"),
     "rules": sorted(p.name for p in (prometheus.parent / "rules").iterdir()),
     "alertmanager": components.write_alertmanager_config(out / "am").read_text(),
