@@ -148,6 +148,11 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.panos.reader import run_parse
 
     tz_for = settings.timezone_for if settings.device_timezones else None
+    convert = None
+    if args.format == "ocsf":
+        from pipeline.ocsf import to_ocsf
+
+        convert = to_ocsf
     failures = run_parse(
         args.files or ["-"],
         sys.stdout.buffer,
@@ -155,6 +160,7 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
         default_tz=settings.default_timezone,
         tz_for=tz_for,
         diagnose=not args.no_diagnosis,
+        convert=convert,
     )
     sys.stdout.flush()
     return 1 if failures and args.strict else 0
@@ -162,7 +168,7 @@ def cmd_parse(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_parse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS NDJSON"
+        "parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS/OCSF NDJSON"
     )
     p.add_argument(
         "files", nargs="*", metavar="FILE", help="log files, plain or gzip ('-' = stdin)"
@@ -172,6 +178,13 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--no-diagnosis", action="store_true", help="do not classify decryption failures"
+    )
+    p.add_argument(
+        "--format",
+        choices=["ecs", "ocsf"],
+        default="ecs",
+        help="ecs (default), or ocsf: OCSF 1.8.0 Network Activity of the DECRYPTION, TRAFFIC "
+        "and show session id events (other log types are left out)",
     )
     p.set_defaults(handler=cmd_parse)
 

@@ -121,9 +121,11 @@ def run_parse(
     default_tz: str = "UTC",
     tz_for: Callable[[str], str] | None = None,
     diagnose: bool = True,
+    convert: Callable[[dict], dict | None] | None = None,
 ) -> int:
     """``decryptscope parse``: one ECS document per event as NDJSON on ``out``; one JSON error
     object (file, line, error_type, message) per message that cannot be parsed on ``err``.
+    ``convert`` turns each ECS document into what is written instead (None: nothing written).
     Returns the number of such messages; a file that cannot be read raises DecryptscopeError."""
     import orjson
 
@@ -150,7 +152,12 @@ def run_parse(
                     err.write(orjson.dumps(error).decode() + "\n")
                     continue
                 diagnosis = classify(result) if classify is not None else None
-                out.write(orjson.dumps(to_ecs(result, diagnosis)) + b"\n")
+                doc = to_ecs(result, diagnosis)
+                if convert is not None:
+                    doc = convert(doc)
+                    if doc is None:
+                        continue
+                out.write(orjson.dumps(doc) + b"\n")
         except (OSError, EOFError) as exc:
             raise DecryptscopeError(f"cannot read {name}: {exc}") from exc
         finally:
