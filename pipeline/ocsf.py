@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import resources
+from pipeline.diagnosis import classifier_for
 from pipeline.errors import ConfigError
 
 MAPPING_PATH = resources.SCHEMAS / "ocsf" / "network-activity.toml"
@@ -97,7 +98,11 @@ def _str(value: Any) -> str | None:
     return None if isinstance(value, dict | list) else str(value)
 
 
-_DN_SPECIAL = frozenset(',+"\\<>;=')
+_DN_SPECIAL = re.compile(r'[,+"\\<>;\0]')
+
+
+def _dn_escape(found: re.Match[str]) -> str:
+    return "\\00" if found.group() == "\0" else "\\" + found.group()
 
 
 def dn_from_cn(cn: Any) -> str | None:
@@ -105,16 +110,11 @@ def dn_from_cn(cn: Any) -> str | None:
     for a distinguished name, and a DN of that one attribute is what is known."""
     if not isinstance(cn, str) or not cn:
         return None
-    out = []
-    last = len(cn) - 1
-    for i, ch in enumerate(cn):
-        if ch in _DN_SPECIAL or (i == 0 and ch in "# ") or (i == last and ch == " "):
-            out.append("\\" + ch)
-        elif ch == "\0":
-            out.append("\\00")
-        else:
-            out.append(ch)
-    return "CN=" + "".join(out)
+    trailing_space = len(cn) > 1 and cn[-1] == " "
+    text = _DN_SPECIAL.sub(_dn_escape, cn[:-1] if trailing_space else cn)
+    if text[0] in "# ":
+        text = "\\" + text
+    return "CN=" + text + ("\\ " if trailing_space else "")
 
 
 def _tls_version(value: Any, doc: Mapping[str, Any]) -> str | None:
@@ -145,6 +145,7 @@ Condition = tuple[tuple[Keys, frozenset[str]], ...]
 class _Field:
     sources: tuple[Keys, ...]
     target: Keys
+    slot: int  # index of the target's parent object in OcsfMapping.slots
     convert: Callable[[Any], Any] | None
     convert_doc: Callable[[Any, Mapping[str, Any]], Any] | None
     skip: frozenset[str]
@@ -168,8 +169,13 @@ class OcsfMapping:
     class_uid: int
     class_name: str
     log_types: frozenset[str]
-    constants: tuple[tuple[Keys, Any], ...]
+    constants: Mapping[str, Any]  # nested: the start of every event
     fields: tuple[_Field, ...]
+    # Fields with one source, grouped by the ECS object they read from: one lookup of that
+    # object per event, and a whole group skipped when the document lacks it.
+    groups: tuple[tuple[Keys, tuple[tuple[str, _Field], ...]], ...]
+    multi_source: tuple[_Field, ...]
+    slots: tuple[Keys, ...]
     enums: tuple[_Enum, ...]
     activity: tuple[tuple[Condition, int], ...]
     activity_captions: Mapping[int, str]
@@ -183,6 +189,21 @@ class OcsfMapping:
     alert_pattern: re.Pattern[str]
     alert_target: Keys
     alert_codes: Mapping[str, int]
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        _set(tree, _split(key), value)
+    return tree
+
+
+def _copy(tree: Mapping[str, Any]) -> dict[str, Any]:
+    # The constants are a few small objects; each event gets its own (nothing is shared).
+    return {
+        k: _copy(v) if v.__class__ is dict else list(v) if v.__class__ is list else v
+        for k, v in tree.items()
+    }
 
 
 def _condition(path: Path, where: str, when: Any) -> Condition:
@@ -219,15 +240,18 @@ def load_mapping(path: Path = MAPPING_PATH) -> OcsfMapping:
     try:
         constants = data["constants"]
         fields = []
+        slots: dict[Keys, int] = {}
         for i, f in enumerate(data["fields"]):
             where = f"fields[{i}] ({f.get('to')})"
             kind = f.get("as", "")
             if kind not in _CONVERSIONS and kind not in _DOC_CONVERSIONS:
                 raise ConfigError(f"{path}: {where}: unknown conversion {kind!r}")
+            target = _split(f["to"])
             fields.append(
                 _Field(
                     sources=_sources(path, where, f["from"]),
-                    target=_split(f["to"]),
+                    target=target,
+                    slot=slots.setdefault(target[:-1], len(slots)),
                     convert=_CONVERSIONS.get(kind) if kind else None,
                     convert_doc=_DOC_CONVERSIONS.get(kind),
                     skip=frozenset(f.get("skip", ())),
@@ -268,6 +292,10 @@ def load_mapping(path: Path = MAPPING_PATH) -> OcsfMapping:
                 key=lambda r: -len(r[0]),
             )
         )
+        groups: dict[Keys, list[tuple[str, _Field]]] = {}
+        for f in fields:
+            if len(f.sources) == 1:
+                groups.setdefault(f.sources[0][:-1], []).append((f.sources[0][-1], f))
         alert = data["tls_alert"]
         uid = data["uid"]
         mapping = OcsfMapping(
@@ -275,8 +303,11 @@ def load_mapping(path: Path = MAPPING_PATH) -> OcsfMapping:
             class_uid=int(constants["class_uid"]),
             class_name=constants["class_name"],
             log_types=frozenset(data["log_types"]),
-            constants=tuple((_split(k), v) for k, v in constants.items()),
+            constants=_nest(constants),
             fields=tuple(fields),
+            groups=tuple((parent, tuple(members)) for parent, members in groups.items()),
+            multi_source=tuple(f for f in fields if len(f.sources) > 1),
+            slots=tuple(slots),
             enums=tuple(enums),
             activity=tuple(activity),
             activity_captions=activity_captions,
@@ -310,8 +341,6 @@ def _holds(doc: Mapping[str, Any], condition: Condition) -> bool:
 
 
 def _cause_title(cause: Any) -> str | None:
-    from pipeline.diagnosis import classifier_for
-
     found = classifier_for(None).catalogue.causes.get(cause)
     return found.title if found is not None else None
 
@@ -327,6 +356,38 @@ def _prune(event: dict, path: Keys, all_of: frozenset[str], any_of: frozenset[st
         del parent[path[-1]]
 
 
+def _put(
+    event: dict,
+    objects: list[dict | None],
+    f: _Field,
+    value: Any,
+    doc: Mapping[str, Any],
+) -> None:
+    if f.convert is not None:
+        value = f.convert(value)
+    elif f.convert_doc is not None:
+        value = f.convert_doc(value, doc)
+    if value is None:
+        return
+    parent = objects[f.slot]
+    if parent is None:
+        parent = event
+        for key in f.target[:-1]:
+            child = parent.get(key)
+            if child is None:
+                child = parent[key] = {}
+            parent = child
+        objects[f.slot] = parent
+    leaf = f.target[-1]
+    if f.append is not None:
+        items = parent.get(leaf)
+        if items is None:
+            items = parent[leaf] = []
+        items.append({**f.append, "value": value})
+    else:
+        parent[leaf] = value
+
+
 def to_ocsf(ecs_document: Mapping[str, Any], mapping: OcsfMapping = MAPPING) -> dict | None:
     """The OCSF event of one ECS document, or None when its log type has no OCSF form here.
 
@@ -335,33 +396,23 @@ def to_ocsf(ecs_document: Mapping[str, Any], mapping: OcsfMapping = MAPPING) -> 
     doc = ecs_document
     if _get(doc, ("panw", "panos", "type")) not in mapping.log_types:
         return None
-    event: dict[str, Any] = {}
-    for path, value in mapping.constants:
-        _set(event, path, list(value) if value.__class__ is list else value)
+    event: dict[str, Any] = _copy(mapping.constants)
 
-    for f in mapping.fields:
-        value = None
+    objects: list[dict | None] = [None] * len(mapping.slots)
+    for parent, members in mapping.groups:
+        obj = _get(doc, parent) if parent else doc
+        if obj.__class__ is not dict:
+            continue
+        for leaf, f in members:
+            value = obj.get(leaf)
+            if value is not None and not (value.__class__ is str and value in f.skip):
+                _put(event, objects, f, value, doc)
+    for f in mapping.multi_source:
         for source in f.sources:
             value = _get(doc, source)
             if value is not None and not (value.__class__ is str and value in f.skip):
+                _put(event, objects, f, value, doc)
                 break
-            value = None
-        if value is None:
-            continue
-        if f.convert is not None:
-            value = f.convert(value)
-        elif f.convert_doc is not None:
-            value = f.convert_doc(value, doc)
-        if value is None:
-            continue
-        if f.append is not None:
-            items = _get(event, f.target)
-            if items is None:
-                items = []
-                _set(event, f.target, items)
-            items.append({**f.append, "value": value})
-        else:
-            _set(event, f.target, value)
 
     parts = []
     for source in mapping.uid_sources:

@@ -268,7 +268,18 @@ def test_tls_alert_numbers_are_pythons_ssl_module_ones():
 
 
 @pytest.mark.parametrize(
-    "cn", ["plain.example.com", "Acme, Inc. CA", "#hash", " lead", "trail ", 'q"uote+plus;<>\\']
+    "cn",
+    [
+        "plain.example.com",
+        "Acme, Inc. CA",
+        "#hash",
+        " lead",
+        "trail ",
+        " ",
+        "a\\ ",
+        "k=v",
+        'q"uote+plus;<>\\',
+    ],
 )
 def test_dn_from_cn_is_rfc4514_as_cryptography_writes_it(cn):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
