@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from pipeline import correlate, ecs, wire
+from pipeline import correlate, ecs, ocsf, wire
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError, FramingError
 from pipeline.metrics import SSL_DECRYPTED_FLAG
@@ -81,6 +81,7 @@ class Document:
     correlation: dict[str, Any] | None
     message: int  # position in the batch of the message that produced this version
     session: str | None  # the session it belongs to (key@first seen), None when not joinable
+    ocsf: bytes | None = None  # its OCSF event as JSON (ChainConfig.ocsf), None: no OCSF form
 
 
 @dataclass(slots=True)
@@ -117,6 +118,8 @@ class ChainConfig:
     correlate: bool = True
     # Offline: correlate by the records' own times instead of the caller's clock.
     event_time: bool = False
+    # Also give each document its OCSF event (pipeline.ocsf).
+    ocsf: bool = False
     # Offline: the serial of `show session id` outputs pasted without one (a CLI output does
     # not say which firewall it came from).
     session_serial: str | None = None
@@ -128,6 +131,7 @@ class ChainConfig:
             "window_s": settings.correlation_window_s,
             "default_tz": settings.default_timezone,
             "tz_for": settings.timezone_for if settings.device_timezones else None,
+            "ocsf": settings.ocsf_enabled,
         }
         values.update(overrides)
         return cls(**values)
@@ -291,6 +295,15 @@ class Chain:
             raise
         except Exception as exc:
             raise StageError("ecs", exc) from exc
+        converted = None
+        if self.config.ocsf:
+            try:
+                event = ocsf.to_ocsf(doc)
+                converted = orjson.dumps(event) if event is not None else None
+            except DecryptscopeError:
+                raise
+            except Exception as exc:
+                raise StageError("ocsf", exc) from exc
         doc_id = ecs.document_id(record)
         session = f"{entry['key']}@{entry['first']}" if entry is not None else None
         document = Document(
@@ -303,6 +316,7 @@ class Chain:
             emit.correlation,
             position,
             session,
+            converted,
         )
         # A re-emitted version replaces the batch's earlier version where it stood; a message
         # repeated as it was (same id) stays a document of its own.

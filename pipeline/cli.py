@@ -89,7 +89,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _add_parse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS NDJSON"
+        "parse", help="PAN-OS logs (CSV, CEF, LEEF, JSON, show session id) -> ECS/OCSF NDJSON"
     )
     p.add_argument(
         "files", nargs="*", metavar="FILE", help="log files, plain or gzip ('-' = stdin)"
@@ -104,6 +104,13 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
         "--no-correlation",
         action="store_true",
         help="diagnose each line alone (do not join the lines of a session)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["ecs", "ocsf"],
+        default="ecs",
+        help="ecs (default), or ocsf: OCSF 1.8.0 Network Activity of the DECRYPTION, TRAFFIC "
+        "and show session id events (other log types are left out)",
     )
     _command(p, "parse")
 

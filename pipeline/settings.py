@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -36,6 +37,11 @@ SECRET_FIELDS = frozenset(
         "syslog_tls_key_password",
     }
 )
+
+
+# Kafka's rule for topic names (org.apache.kafka.common.internals.Topic.validate): these
+# characters, 1 to 249 of them, and neither "." nor "..".
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 def _default_cache_dir() -> Path:
@@ -84,6 +90,9 @@ class Settings:
     topic_events: str = "panos.events"
     topic_alerts: str = "panos.alerts"
     topic_dlq: str = "panos.dlq"
+    # The events as OCSF (pipeline/ocsf.py) on a topic of their own, for SIEMs that read OCSF.
+    ocsf_enabled: bool = False
+    topic_events_ocsf: str = "panos.events.ocsf"
     topic_partitions: int = 6
     topic_replication: int = 1
     kafka_compression: str = "gzip"  # gzip needs no native extra; "" for none
@@ -314,6 +323,17 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting alert_ewma_alpha must be in (0, 1], got {settings.alert_ewma_alpha!r}"
         )
+    for name in ("topic_raw", "topic_events", "topic_alerts", "topic_dlq", "topic_events_ocsf"):
+        topic = getattr(settings, name)
+        if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+            raise ConfigError(f"setting {name} is not a Kafka topic name: {topic!r}")
+    if settings.ocsf_enabled:
+        others = {settings.topic_raw, settings.topic_events, settings.topic_alerts}
+        if settings.topic_events_ocsf in others | {settings.topic_dlq}:
+            raise ConfigError(
+                "setting topic_events_ocsf must differ from the other topics, "
+                f"got {settings.topic_events_ocsf!r}"
+            )
     for name in _FIELDS:
         if name.endswith("_port") and not 0 < getattr(settings, name) < 65536:
             raise ConfigError(f"setting {name} is not a TCP/UDP port: {getattr(settings, name)!r}")

@@ -1,4 +1,5 @@
-"""``decryptscope parse``: log files -> one ECS document per event, NDJSON on stdout.
+"""``decryptscope parse``: log files -> one ECS document (or OCSF event) per event, NDJSON on
+stdout.
 
 Lines go through the chain the worker runs (``pipeline.commands.offline``): diagnosed and, by
 default, correlated with the other lines of their session, so a document can appear twice
@@ -27,14 +28,19 @@ def write_documents(
     *,
     diagnose: bool = True,
     correlate: bool = True,
+    output: str = "ecs",
 ) -> int:
-    """Write the documents of ``paths`` to ``out`` and their errors to ``err``; returns the
-    number of messages that could not be processed."""
-    chain = chain_for(settings, correlate=correlate, diagnose=diagnose)
+    """Write the documents of ``paths`` to ``out`` (ECS, or ``output="ocsf"``: their OCSF
+    events) and their errors to ``err``; returns the number of messages that could not be
+    processed."""
+    chain = chain_for(settings, correlate=correlate, diagnose=diagnose, ocsf=output == "ocsf")
     failures = 0
     for batch in run_files(paths, chain, sessions_for(settings)):
         result = batch.result
-        out.write(b"".join(doc.source + b"\n" for doc in result.documents))
+        if output == "ocsf":
+            out.write(b"".join(d.ocsf + b"\n" for d in result.documents if d.ocsf is not None))
+        else:
+            out.write(b"".join(doc.source + b"\n" for doc in result.documents))
         for position, letter in result.dead_letters:
             failures += 1
             error = {
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings,
         diagnose=not args.no_diagnosis,
         correlate=not args.no_correlation,
+        output=args.format,
     )
     sys.stdout.flush()
     return 1 if failures and args.strict else 0

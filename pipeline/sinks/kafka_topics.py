@@ -22,7 +22,8 @@ _TOPIC_CONFIG = {
 
 def wanted_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> configs, from the settings."""
-    return {
+    ocsf = {settings.topic_events_ocsf: _TOPIC_CONFIG["events"]} if settings.ocsf_enabled else {}
+    return ocsf | {
         settings.topic_raw: _TOPIC_CONFIG["raw"],
         settings.topic_events: _TOPIC_CONFIG["events"],
         settings.topic_alerts: _TOPIC_CONFIG["alerts"],

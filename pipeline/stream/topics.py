@@ -22,6 +22,7 @@ class Topics:
     alerts: Any
     dlq: Any
     failure_counts: Any
+    events_ocsf: Any  # None unless ocsf_enabled
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -42,4 +43,5 @@ def declare(app: Any, settings: Settings) -> Topics:
         alerts=topic(settings.topic_alerts),
         dlq=topic(settings.topic_dlq),
         failure_counts=topic(wire.failure_counts_topic(settings.worker_id)),
+        events_ocsf=topic(settings.topic_events_ocsf) if settings.ocsf_enabled else None,
     )

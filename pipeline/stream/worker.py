@@ -104,13 +104,17 @@ def register(
     """Add the batch agent to ``app``. ``writer`` None: publish to ``panos.events`` only (no
     Elasticsearch), e.g. where another consumer indexes."""
     events_topic = topics.events
+    ocsf_topic = topics.events_ocsf
     dlq_topic = topics.dlq
 
     def publish(result: BatchResult, batch: list[Any]) -> None:
         send_event = events_topic.send_soon
         doc_id_header = wire.DOC_ID_HEADER
         for doc in result.documents:
-            send_event(key=doc.key, value=doc.source, headers={doc_id_header: doc.doc_id.encode()})
+            headers = {doc_id_header: doc.doc_id.encode()}
+            send_event(key=doc.key, value=doc.source, headers=headers)
+            if ocsf_topic is not None and doc.ocsf is not None:
+                ocsf_topic.send_soon(key=doc.key, value=doc.ocsf, headers=headers)
         for position, letter in result.dead_letters:
             dlq_topic.send_soon(key=batch[position].key, value=wire.encode_dead_letter(letter))
 

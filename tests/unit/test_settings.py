@@ -110,11 +110,29 @@ def test_secrets_can_come_from_files(tmp_path):
         ({"DECRYPTSCOPE_ALERT_RATIO": "lots"}, "alert_ratio"),
         ({"DECRYPTSCOPE_NO_SUCH_THING": "1"}, "no_such_thing"),
         ({"DECRYPTSCOPE_WORKER_SESSION_TIMEOUT_S": "2"}, "worker_session_timeout_s"),
+        ({"DECRYPTSCOPE_TOPIC_EVENTS_OCSF": "panos events"}, "topic_events_ocsf"),
+        ({"DECRYPTSCOPE_TOPIC_EVENTS_OCSF": "x" * 250}, "topic_events_ocsf"),
+        ({"DECRYPTSCOPE_TOPIC_DLQ": ".."}, "topic_dlq"),
+        ({"DECRYPTSCOPE_OCSF_ENABLED": "maybe"}, "ocsf_enabled"),
+        (
+            {"DECRYPTSCOPE_OCSF_ENABLED": "1", "DECRYPTSCOPE_TOPIC_EVENTS_OCSF": "panos.events"},
+            "topic_events_ocsf",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(env, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(env=env)
+
+
+def test_ocsf_topic_defaults_and_switch(tmp_path):
+    settings = load_settings(env={})
+    assert (settings.ocsf_enabled, settings.topic_events_ocsf) == (False, "panos.events.ocsf")
+    config = _toml(tmp_path, '[ocsf]\nenabled = true\n[topic]\nevents_ocsf = "siem.ocsf"\n')
+    settings = load_settings(config, env={})
+    assert (settings.ocsf_enabled, settings.topic_events_ocsf) == (True, "siem.ocsf")
+    # The same name as the ECS topic is fine while the OCSF output is off (it is not used).
+    assert not load_settings(env={"DECRYPTSCOPE_TOPIC_EVENTS_OCSF": "panos.events"}).ocsf_enabled
 
 
 def test_a_broken_config_file_is_refused_naming_the_file(tmp_path):
