@@ -37,9 +37,11 @@ import orjson
 from pipeline import correlate, ecs, ocsf, wire
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError, FramingError
-from pipeline.metrics import SSL_DECRYPTED_FLAG
 from pipeline.panos import parse_line
 
+# The TRAFFIC flags bit of a session the firewall decrypted (PAN-OS syslog field descriptions,
+# "Flags": 0x01000000 decrypted).
+SSL_DECRYPTED_FLAG = 0x01000000
 # One message in this many has its parse time sampled for the latency histogram (timing every
 # message would cost more than the figure is worth).
 PARSE_SAMPLE_EVERY = 16
@@ -207,8 +209,10 @@ class Chain:
                         clock = when.timestamp()
                 self._apply_session_serial(record)
                 key, held, entry, emits = self._diagnose(record, state, changes, clock)
+                first_id = ""
                 for emit in emits:
-                    self._document(emit, position, documents, latest, entry)
+                    doc_id = self._document(emit, position, documents, latest, entry)
+                    first_id = first_id or doc_id
             except Exception as exc:
                 if not isinstance(exc, DecryptscopeError):
                     exc = StageError("chain", exc)
@@ -228,7 +232,7 @@ class Chain:
                     counts.joined += 1
                 changes[key] = entry
                 writers[key] = position
-            self._count(record, emits, counts, failures)
+            self._count(record, emits, first_id, counts, failures)
         return BatchResult(documents, letters, changes, writers, failures, counts, clock)
 
     # -- steps ---------------------------------------------------------------------------
@@ -281,7 +285,8 @@ class Chain:
         documents: list[Document],
         latest: dict[str, int],
         entry: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> str:
+        """Add the document of ``emit``; returns its id."""
         record = emit.record
         try:
             doc = ecs.to_ecs(
@@ -326,11 +331,13 @@ class Chain:
             documents.append(document)
         else:
             documents[at] = document
+        return doc_id
 
     def _count(
         self,
         record: Mapping[str, Any],
         emits: list[correlate.Emit],
+        doc_id: str,
         counts: Counts,
         failures: list[wire.Failure],
     ) -> None:
@@ -347,7 +354,7 @@ class Chain:
         diagnosis = first.diagnosis if first is not None else None
         if diagnosis is not None:
             counts.failures[(diagnosis.cause, diagnosis.category, diagnosis.mode)] += 1
-            failures.append(wire.failure_of(record, diagnosis, ecs.document_id(record)))
+            failures.append(wire.failure_of(record, diagnosis, doc_id))
 
 
 def run_all(

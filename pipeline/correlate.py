@@ -52,6 +52,7 @@ from typing import Any
 
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError
+from pipeline.panos import parse_line
 from pipeline.wire import session_key
 
 JOIN_TYPES = frozenset({"TRAFFIC", "DECRYPTION", "SESSION"})
@@ -143,22 +144,23 @@ def _compact_fields(classifier: Classifier) -> tuple[str, ...]:
 
 
 def _compact(record: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    # The fields the record has, in one pass; only the (few) values that JSON cannot hold as
+    # they are get a second look.
+    out = {name: value for name in fields if (value := record.get(name)) is not None}
     times: list[str] = []
-    for name in fields:
-        value = record.get(name)
-        if value is None or value == "":
+    for name, value in out.items():
+        cls = value.__class__
+        if cls is str or cls is int or cls is bool or cls is float:
             continue
         if isinstance(value, datetime):
-            out[name] = value.isoformat()
             times.append(name)
-        elif isinstance(value, str | int | float | bool):
-            out[name] = value
-        else:
+        elif not isinstance(value, str | int | float | bool):
             out[name] = str(value)
+    for name in times:
+        out[name] = out[name].isoformat()
     if times:
         out["_dt"] = times
-    return out
+    return {k: v for k, v in out.items() if v != ""} if "" in out.values() else out
 
 
 def _restore(compact: Mapping[str, Any], original: str | None) -> dict[str, Any]:
@@ -170,12 +172,6 @@ def _restore(compact: Mapping[str, Any], original: str | None) -> dict[str, Any]
     return record
 
 
-def _default_reparse(text: str) -> Mapping[str, Any]:
-    from pipeline import panos
-
-    return panos.parse_line(text)
-
-
 def _rebuild(slot: Mapping[str, Any], reparse: Reparse | None) -> dict[str, Any]:
     compact = slot["compact"]
     original = slot.get("original")
@@ -183,7 +179,7 @@ def _rebuild(slot: Mapping[str, Any], reparse: Reparse | None) -> dict[str, Any]
     if original is None:
         return restored
     try:
-        return dict((reparse or _default_reparse)(original))
+        return dict((reparse or parse_line)(original))
     except (DecryptscopeError, ImportError, AttributeError):
         return restored
 

@@ -66,11 +66,6 @@ PARSE_ERROR_TYPES = frozenset(
 )
 
 
-class DiagnosisError(DecryptscopeError):
-    error_type = "diagnosis"
-    stage = "diagnose"
-
-
 class NotRecognisedError(DecryptscopeError):
     """Text that is neither a PAN-OS log line nor a `show session id` output."""
 

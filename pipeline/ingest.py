@@ -17,6 +17,7 @@ from pipeline.metrics import METRICS, Metrics
 from pipeline.settings import Settings
 from pipeline.syslog.listeners import SyslogServer
 from pipeline.syslog.publisher import Publisher
+from pipeline.syslog.spool import Spool, SpoolingPublisher
 
 SHUTDOWN_FLUSH_S = 60.0
 
@@ -89,6 +90,4 @@ def _publisher(settings: Settings) -> Any:
     publisher = Publisher(settings)
     if not settings.spool_dir:
         return publisher
-    from pipeline.syslog.spool import Spool, SpoolingPublisher
-
     return SpoolingPublisher(publisher, Spool(settings.spool_dir, settings.spool_max_bytes))

@@ -7,15 +7,13 @@ what the set does not know. An IP address, SNI, certificate name or rule name is
 
 ``build_metrics(registry)`` defines the whole set on one ``CollectorRegistry``; ``METRICS`` is the
 process-wide instance on prometheus_client's default registry, which is what ``/metrics`` of the
-ingest and of the worker serve. Tests build their own on a fresh registry. Faust's own sensors
-can share the registry (``attach_faust_sensors``) so that the worker serves one exposition.
+ingest and of the worker serve. Tests build their own on a fresh registry.
 """
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -23,17 +21,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import start_http_server
 
 from pipeline import errors
-from pipeline.resources import SCHEMAS
 
 PREFIX = "decryptscope_"
 OTHER = "other"
-
-# TRAFFIC flags bit set when the firewall decrypted the session (PAN-OS "Flags" column).
-SSL_DECRYPTED_FLAG = 0x01000000
-
-# Faust's sensors name their metrics after this prefix rather than the app name, so that the
-# ``decryptscope_`` namespace holds only the metrics defined here.
-FAUST_METRICS_PREFIX = "faust"
 
 # --- closed label sets ---------------------------------------------------------------------
 
@@ -161,61 +151,6 @@ PARSE_BUCKETS = (
 BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-# --- cause catalogue -----------------------------------------------------------------------
-
-
-def _catalogue_entries(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(cause id, category) pairs from the parsed catalogue, whichever TOML shape it uses:
-    an array of tables (``[[cause]]`` / ``[[causes]]`` with ``id``) or a table of tables
-    (``[causes.<id>]`` or ``[<id>]``)."""
-    out: list[tuple[str, str]] = []
-    for key in ("cause", "causes"):
-        block = data.get(key)
-        if isinstance(block, list):
-            out.extend(
-                (str(item["id"]), str(item.get("category", OTHER)))
-                for item in block
-                if isinstance(item, Mapping) and "id" in item
-            )
-        elif isinstance(block, Mapping):
-            out.extend(
-                (str(item.get("id", name)), str(item.get("category", OTHER)))
-                for name, item in block.items()
-                if isinstance(item, Mapping)
-            )
-    if not out:
-        out.extend(
-            (str(item.get("id", name)), str(item.get("category", OTHER)))
-            for name, item in data.items()
-            if isinstance(item, Mapping) and ("category" in item or "remediation" in item)
-        )
-    return out
-
-
-@cache
-def catalogue_causes() -> tuple[tuple[str, str], ...]:
-    """(cause id, category) of every cause in ``schemas/causes.toml`` (empty if it is absent)."""
-    path = SCHEMAS / "causes.toml"
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        return ()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise errors.ConfigError(f"cause catalogue {path}: {exc}") from exc
-    return tuple(dict.fromkeys(_catalogue_entries(data)))
-
-
-@cache
-def known_causes() -> frozenset[str]:
-    return frozenset(cause for cause, _ in catalogue_causes())
-
-
-@cache
-def known_categories() -> frozenset[str]:
-    return frozenset(category for _, category in catalogue_causes())
-
-
 @cache
 def known_error_types() -> frozenset[str]:
     """Every ``error_type`` of the error tree, plus the closed set of parse error types."""
@@ -247,14 +182,14 @@ def end_reason_label(value: object) -> str:
     return _closed(value, END_REASONS)
 
 
-def cause_label(value: object) -> str:
-    """A cause id of the catalogue or "other"."""
-    return _closed(value, known_causes())
+def cause_label(m: Metrics, value: object) -> str:
+    """A cause id of the catalogue (``prime_causes``) or "other"."""
+    return _closed(value, m.causes)
 
 
-def category_label(value: object) -> str:
-    """A category of the catalogue or "other"."""
-    return _closed(value, known_categories())
+def category_label(m: Metrics, value: object) -> str:
+    """A category of the catalogue (``prime_causes``) or "other"."""
+    return _closed(value, m.categories)
 
 
 def mode_label(value: object) -> str:
@@ -329,13 +264,23 @@ class Metrics:
     ingest_buffer_bytes: Gauge
     correlation_evicted: Counter
     dead_letter_failures: Counter
+    # The cause catalogue's ids and categories: the closed sets of the failure labels, given
+    # by whoever knows the catalogue (``prime_causes``).
+    causes: set[str] = field(default_factory=set)
+    categories: set[str] = field(default_factory=set)
 
 
-def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = True) -> Metrics:
+def build_metrics(
+    registry: CollectorRegistry | None = None,
+    *,
+    prime: bool = True,
+    causes: Iterable[tuple[str, str]] = (),
+) -> Metrics:
     """Define every metric on ``registry`` (a fresh one when None).
 
     ``prime`` creates the series of the closed label sets at zero, so that Prometheus sees a
-    counter's first increment as an increase rather than as the series appearing."""
+    counter's first increment as an increase rather than as the series appearing; ``causes``
+    are the catalogue's (cause, category) pairs (``prime_causes``)."""
     reg = CollectorRegistry(auto_describe=True) if registry is None else registry
 
     def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -419,6 +364,7 @@ def build_metrics(registry: CollectorRegistry | None = None, *, prime: bool = Tr
     )
     if prime:
         _prime(metrics)
+        prime_causes(metrics, causes)
     return metrics
 
 
@@ -439,9 +385,16 @@ def _prime(m: Metrics) -> None:
     for stage, error_type in (("parse", "parse"), ("publish", "sink"), ("index", "sink")):
         m.dead_letters.labels(stage, error_type)
     m.dead_letter_failures.labels("publish")
-    # Every (cause, its category, mode) from the first scrape on: a series born with a burst
-    # has the burst as its first sample, rate() sees no increase and no spike alert fires.
-    for cause, category in catalogue_causes():
+
+
+def prime_causes(m: Metrics, causes: Iterable[tuple[str, str]]) -> None:
+    """Make ``causes`` ((cause id, category) pairs of the catalogue) the closed label sets of
+    the failure metrics, and expose every (cause, its category, mode) at zero from the first
+    scrape on: a series born with a burst has the burst as its first sample, rate() sees no
+    increase and no spike alert fires."""
+    for cause, category in causes:
+        m.causes.add(cause)
+        m.categories.add(category)
         for mode in MODES:
             m.decryption_failures.labels(cause, category, mode)
 
@@ -452,43 +405,38 @@ METRICS = build_metrics(REGISTRY)
 # --- update paths ----------------------------------------------------------------------------
 
 
-def observe_event(
+def observe_batch(
     m: Metrics,
-    log_type: object,
     *,
-    end_reason: object = None,
-    flags: object = None,
-    cause: object = None,
-    category: object = None,
-    mode: object = None,
+    records: Mapping[str, int],
+    end_reasons: Mapping[str, int],
+    decrypted: int,
+    failures: Mapping[tuple[str, str, str], int],
+    dead_letters: Mapping[tuple[str, str], int],
+    parse_seconds: Iterable[float],
+    published: int,
 ) -> None:
-    """Count one event: its log type, the TRAFFIC end reason and decrypted flag, and its
-    decryption failure cause when it has one. Every value goes through its label helper."""
-    label = log_type_label(log_type)
-    m.events.labels(label).inc()
-    if label == "TRAFFIC":
-        if end_reason is not None:
-            m.traffic_end_reasons.labels(end_reason_label(end_reason)).inc()
-        if isinstance(flags, int) and flags & SSL_DECRYPTED_FLAG:
-            m.decrypted_sessions.inc()
-    if cause is not None:
+    """Count one batch: records per log type, TRAFFIC end reasons, decrypted sessions,
+    failures per (cause, category, mode), dead letters per (stage, error type), the sampled
+    parse times and the events published. One increment per label set; every value goes
+    through its label helper."""
+    for log_type, n in records.items():
+        m.events.labels(log_type_label(log_type)).inc(n)
+    for reason, n in end_reasons.items():
+        m.traffic_end_reasons.labels(end_reason_label(reason)).inc(n)
+    if decrypted:
+        m.decrypted_sessions.inc(decrypted)
+    for (cause, category, mode), n in failures.items():
         m.decryption_failures.labels(
-            cause_label(cause), category_label(category), mode_label(mode)
-        ).inc()
-
-
-def observe_record(m: Metrics, record: Mapping[str, Any], diagnosis: Any = None) -> None:
-    """``observe_event`` for a parsed record (``pipeline.panos.parse_line``) and its Diagnosis
-    (or None when it is not a decryption failure)."""
-    observe_event(
-        m,
-        record.get("type"),
-        end_reason=record.get("session_end_reason"),
-        flags=record.get("flags"),
-        cause=None if diagnosis is None else diagnosis.cause,
-        category=None if diagnosis is None else diagnosis.category,
-        mode=None if diagnosis is None else diagnosis.mode,
-    )
+            cause_label(m, cause), category_label(m, category), mode_label(mode)
+        ).inc(n)
+    for (stage, error_type), n in dead_letters.items():
+        m.dead_letters.labels(stage_label(stage), error_type_label(error_type)).inc(n)
+    observe = m.parse_duration.observe
+    for seconds in parse_seconds:
+        observe(seconds)
+    if published:
+        m.events_published.inc(published)
 
 
 def observe_dead_letter(m: Metrics, stage: object, error_type: object) -> None:
@@ -500,7 +448,7 @@ def observe_dead_letter_failure(m: Metrics, stage: object) -> None:
 
 
 def observe_alert(m: Metrics, kind: object, cause: object) -> None:
-    m.alerts.labels(alert_kind_label(kind), cause_label(cause)).inc()
+    m.alerts.labels(alert_kind_label(kind), cause_label(m, cause)).inc()
 
 
 def set_consumer_lag(
@@ -533,14 +481,3 @@ def serve_metrics(
     """Serve ``registry`` on ``http://bind:port/metrics`` from a daemon thread; returns the
     (server, thread) pair so the caller can ``server.shutdown()``."""
     return start_http_server(port, addr=bind, registry=registry)
-
-
-def attach_faust_sensors(app: Any, metrics: Metrics = METRICS, pattern: str = "/metrics") -> None:
-    """Serve ``metrics.registry`` (ours plus Faust's own sensors) on the Faust web server.
-
-    Faust raises on a second call with the same registry: call once per app."""
-    from faust.sensors.prometheus import setup_prometheus_sensors
-
-    setup_prometheus_sensors(
-        app, pattern=pattern, registry=metrics.registry, name_prefix=FAUST_METRICS_PREFIX
-    )

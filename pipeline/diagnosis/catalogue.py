@@ -162,6 +162,10 @@ class Catalogue:
     modes: tuple[str, ...]
     precedence: Mapping[str, int]
 
+    def labels(self) -> list[tuple[str, str]]:
+        """(cause id, category) of every cause: the failure metrics' label sets."""
+        return [(cause.id, cause.category) for cause in self.causes.values()]
+
 
 def layout_fields(directory: Path | None = None) -> frozenset[str]:
     """Record keys named by the column layout files (CSV with a ``name`` column, or TOML

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import kafka_config
 from pipeline.chain import Chain, ChainConfig
-from pipeline.metrics import METRICS, Metrics, update_consumer_lag
+from pipeline.metrics import METRICS, Metrics, prime_causes, update_consumer_lag
 from pipeline.settings import Settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
 from pipeline.stream import spikes, worker
@@ -88,6 +88,7 @@ def create_app(
         window_s=settings.correlation_window_s,
     )
     chain = Chain(ChainConfig.from_settings(settings))
+    prime_causes(metrics, chain.classifier.catalogue.labels())
     windows = spikes.FailureWindows(settings.alert_window_s)
     in_flight = InFlight()
     writer = None

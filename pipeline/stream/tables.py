@@ -6,6 +6,11 @@ and a batch holds events of several partitions, so it writes each key with the p
 the message that changed it (``put``/``delete``): on a rebalance the key moves with its
 source partition, as Faust's own writes would.
 
+The correlation table is written once per batch for many sessions: its changelog records go
+straight to the Kafka producer (``CorrelationTable.write``), encoded as Faust's JSON codec
+encodes them, without Faust's one-message-at-a-time send buffer. The in-memory store keeps no
+persisted offsets (what Faust's own send callback would record), so recovery is the same.
+
 ``CorrelationTable`` keeps the correlation entries within ``correlation_max_entries`` (the
 entries written longest ago go first) and drops entries idle for longer than the correlation
 window. Entries are kept in write order (a write moves its key to the end), so both walk from
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 from pipeline import correlate
 
@@ -37,6 +44,11 @@ def delete(table: Any, partition: int, key: Any) -> None:
     table.send_changelog(partition, key, None, value_serializer="raw")
 
 
+def _encode(value: Any) -> bytes:
+    # what Faust's json codec writes (orjson with these options), so that recovery reads it
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+
+
 class CorrelationTable:
     """The correlation entries of a worker: a Faust table's store, read by the chain."""
 
@@ -53,16 +65,25 @@ class CorrelationTable:
     def __len__(self) -> int:
         return len(self.table.data)
 
-    def write(self, changes: Mapping[str, dict[str, Any] | None], partitions: Mapping[str, int]):
+    async def write(
+        self,
+        producer: Any,
+        changes: Mapping[str, dict[str, Any] | None],
+        partitions: Mapping[str, int],
+    ) -> None:
         """Store one batch's changes; ``partitions``: the source partition of each key."""
-        table = self.table
+        data = self.table.data
+        send = producer.send
+        topic = self.table.changelog_topic.get_topic_name()
         for key, entry in changes.items():
             partition = partitions[key]
+            data.pop(key, None)  # keep the store in write order
             if entry is None:
-                delete(table, partition, key)
-            else:
-                entry[PARTITION_KEY] = partition
-                put(table, partition, key, entry)
+                await send(topic, _encode(key), None, partition, None)
+                continue
+            entry[PARTITION_KEY] = partition
+            data[key] = entry
+            await send(topic, _encode(key), _encode(entry), partition, None)
 
     def evict(self, owned: Callable[[int], bool]) -> int:
         """Delete the oldest entries while there are too many; returns how many."""

@@ -22,16 +22,7 @@ from typing import Any
 
 from pipeline import wire
 from pipeline.chain import BatchResult, Chain, Counts, Document, Message
-from pipeline.metrics import (
-    Metrics,
-    category_label,
-    cause_label,
-    end_reason_label,
-    error_type_label,
-    log_type_label,
-    mode_label,
-    stage_label,
-)
+from pipeline.metrics import Metrics, observe_batch
 from pipeline.settings import Settings
 from pipeline.sinks.elasticsearch import BulkWriter
 from pipeline.stream.indexing import InFlight, hold, release
@@ -59,24 +50,17 @@ def to_message(event: Any) -> Message:
 
 
 def observe_counts(metrics: Metrics, counts: Counts, published: int) -> None:
-    """Add one batch's counts to the metrics: one increment per label set."""
-    for log_type, n in counts.records.items():
-        metrics.events.labels(log_type_label(log_type)).inc(n)
-    for reason, n in counts.end_reasons.items():
-        metrics.traffic_end_reasons.labels(end_reason_label(reason)).inc(n)
-    if counts.decrypted:
-        metrics.decrypted_sessions.inc(counts.decrypted)
-    for (cause, category, mode), n in counts.failures.items():
-        metrics.decryption_failures.labels(
-            cause_label(cause), category_label(category), mode_label(mode)
-        ).inc(n)
-    for (stage, error_type), n in counts.dead_letters.items():
-        metrics.dead_letters.labels(stage_label(stage), error_type_label(error_type)).inc(n)
-    observe = metrics.parse_duration.observe
-    for seconds in counts.parse_seconds:
-        observe(seconds)
-    if published:
-        metrics.events_published.inc(published)
+    """Add one batch's counts to the metrics."""
+    observe_batch(
+        metrics,
+        records=counts.records,
+        end_reasons=counts.end_reasons,
+        decrypted=counts.decrypted,
+        failures=counts.failures,
+        dead_letters=counts.dead_letters,
+        parse_seconds=counts.parse_seconds,
+        published=published,
+    )
 
 
 def send_counts(topics: Topics, counts: list[wire.WindowCount]) -> None:
@@ -103,20 +87,26 @@ def register(
 ) -> Any:
     """Add the batch agent to ``app``. ``writer`` None: publish to ``panos.events`` only (no
     Elasticsearch), e.g. where another consumer indexes."""
-    events_topic = topics.events
-    ocsf_topic = topics.events_ocsf
     dlq_topic = topics.dlq
 
-    def publish(result: BatchResult, batch: list[Any]) -> None:
-        send_event = events_topic.send_soon
-        doc_id_header = wire.DOC_ID_HEADER
+    producer = app.producer
+    events_name = topics.events.get_topic_name()
+    ocsf_name = topics.events_ocsf.get_topic_name() if topics.events_ocsf is not None else None
+    dlq_name = dlq_topic.get_topic_name()
+    doc_id_header = wire.DOC_ID_HEADER
+
+    async def publish(result: BatchResult, batch: list[Any]) -> None:
+        # Straight to the Kafka producer's batches (Faust's send_soon buffer takes one message
+        # at a time); Faust flushes the producer before it commits offsets.
+        send = producer.send
         for doc in result.documents:
-            headers = {doc_id_header: doc.doc_id.encode()}
-            send_event(key=doc.key, value=doc.source, headers=headers)
-            if ocsf_topic is not None and doc.ocsf is not None:
-                ocsf_topic.send_soon(key=doc.key, value=doc.ocsf, headers=headers)
+            headers = [(doc_id_header, doc.doc_id.encode())]
+            await send(events_name, doc.key, doc.source, None, None, headers=headers)
+            if ocsf_name is not None and doc.ocsf is not None:
+                await send(ocsf_name, doc.key, doc.ocsf, None, None, headers=headers)
         for position, letter in result.dead_letters:
-            dlq_topic.send_soon(key=batch[position].key, value=wire.encode_dead_letter(letter))
+            value = wire.encode_dead_letter(letter)
+            await send(dlq_name, batch[position].key, value, None, None, headers=None)
 
     async def index(documents: list[Document], batch: list[Any]) -> None:
         assert writer is not None
@@ -150,13 +140,13 @@ def register(
                     continue
                 now = clock()
                 result = chain.run([to_message(e) for e in batch], correlation.entries, now)
-                publish(result, batch)
+                await publish(result, batch)
                 if result.state:
                     partitions = {
                         key: batch[position].message.partition
                         for key, position in result.writers.items()
                     }
-                    correlation.write(result.state, partitions)
+                    await correlation.write(producer, result.state, partitions)
                     if len(correlation) > correlation.max_entries:
                         metrics.correlation_evicted.inc(correlation.evict(owned()))
                 windows.add(result.failures, now)

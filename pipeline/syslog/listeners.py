@@ -118,16 +118,15 @@ class _StreamProtocol(asyncio.Protocol):
             self.publisher.when_room(self._resume)
 
     def _publish(self, messages: list[bytes]) -> None:
-        offer = self.publisher.offer
         ip = self.ip
-        sender = self.sender
-        now = _now_ms()
+        batch = []
         for message in messages:
             if type(message) is Cut:  # the Kafka client takes plain bytes only
                 whole = bytes(message)
-                offer(whole, raw_key(whole, ip), sender, now, cut=True)
+                batch.append((whole, raw_key(whole, ip), True))
             else:
-                offer(message, raw_key(message, ip), sender, now)
+                batch.append((message, raw_key(message, ip), False))
+        self.publisher.offer_many(batch, self.sender, _now_ms())
         self.server.stats.received[self.name] += len(messages)
         self._received.inc(len(messages))
 

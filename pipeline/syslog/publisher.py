@@ -38,7 +38,7 @@ from pipeline.metrics import METRICS, Metrics, observe_dead_letter, observe_dead
 from pipeline.settings import Settings
 
 _STOP = object()
-# Queue entries other than a message (value, key, headers, size, token):
+# Queue entries: a list of messages (value, key, headers, size, token), or:
 _ALONE = object()  # (_ALONE, message): send it in a batch of its own (after a permanent error)
 _DEAD = object()  # (_DEAD, message, dead letter): send the dead letter to the dead-letter topic
 STAGE = "publish"
@@ -47,7 +47,6 @@ FLUSH_S = 10.0
 # At most one line per kind of permanent failure in this many seconds (a topic that refuses
 # every message must not flood the log).
 SAY_EVERY_S = 60.0
-# Header of a message ingest had to cut at max_message_bytes (value: the bytes kept).
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -135,17 +134,37 @@ class Publisher:
 
         ``cut``: the message was longer than ``max_message_bytes`` and is only its start; a
         header says so and the worker dead-letters it instead of parsing a fragment."""
-        size = len(value) + len(key) + 64
-        with self._lock:
-            self._buffered += size
-        self.stats.offered += 1
+        tokens = None if token is None else [token]
+        self.offer_many([(value, key, cut)], sender, received_ms, tokens)
+
+    def offer_many(
+        self,
+        messages: list[tuple[bytes, bytes, bool]],
+        sender: str,
+        received_ms: int,
+        tokens: list[Any] | None = None,
+    ) -> None:
+        """Accept (value, key, cut) messages that arrived together from one sender: one lock,
+        one queue entry and one set of headers for all of them."""
+        if not messages:
+            return
         headers = [
             (wire.SENDER_HEADER, sender.encode()),
             (wire.RECEIVED_HEADER, str(received_ms).encode()),
         ]
-        if cut:
-            headers.append((wire.CUT_HEADER, str(len(value)).encode()))
-        self._queue.put((value, key, headers, size, token))
+        entries = []
+        total = 0
+        for i, (value, key, cut) in enumerate(messages):
+            size = len(value) + len(key) + 64
+            total += size
+            mine = headers
+            if cut:
+                mine = [*headers, (wire.CUT_HEADER, str(len(value)).encode())]
+            entries.append((value, key, mine, size, None if tokens is None else tokens[i]))
+        with self._lock:
+            self._buffered += total
+        self.stats.offered += len(entries)
+        self._queue.put(entries)
 
     def when_room(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the loop) once the buffer is below its low-water mark."""
@@ -195,14 +214,16 @@ class Publisher:
             if item[0] is _DEAD:
                 self._send_dead_letter(item)
                 continue
-            value, key, headers, size, token = item
-            try:
-                future = self._producer.send(topic, value=value, key=key, headers=headers)
-            except Exception as exc:
-                self._failed(item, exc)
-                continue
-            future.add_callback(self._sent, size, token)
-            future.add_errback(self._failed, item)
+            send = self._producer.send
+            for entry in item:
+                value, key, headers, size, token = entry
+                try:
+                    future = send(topic, value=value, key=key, headers=headers)
+                except Exception as exc:
+                    self._failed(entry, exc)
+                    continue
+                future.add_callback(self._sent, size, token)
+                future.add_errback(self._failed, entry)
         try:
             self._producer.flush(FLUSH_S)
         except Exception:
@@ -316,7 +337,8 @@ class Publisher:
 
     def _retry_later(self, entry: tuple) -> None:
         self.stats.resent += 1
-        timer = threading.Timer(RETRY_S, self._queue.put, (entry,))
+        again = entry if entry[0] is _ALONE or entry[0] is _DEAD else [entry]
+        timer = threading.Timer(RETRY_S, self._queue.put, (again,))
         timer.daemon = True
         timer.start()
 
@@ -342,13 +364,4 @@ def make_producer(settings: Settings) -> Any:
     """An idempotent, acks=all, batching, compressing kafka-python producer."""
     from kafka import KafkaProducer
 
-    return KafkaProducer(**producer_config(settings))
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    return kafka_config.producer_kwargs(settings)
-
-
-def kafka_security(settings: Settings) -> dict[str, Any]:
-    """Security options shared by every kafka-python client of the project."""
-    return kafka_config.security_kwargs(settings)
+    return KafkaProducer(**kafka_config.producer_kwargs(settings))

@@ -252,6 +252,13 @@ class SpoolingPublisher:
         number = self.spool.append(Record(value, key, sender, received_ms, cut))
         self.publisher.offer(value, key, sender, received_ms, cut=cut, token=number)
 
+    def offer_many(
+        self, messages: list[tuple[bytes, bytes, bool]], sender: str, received_ms: int
+    ) -> None:
+        append = self.spool.append
+        tokens = [append(Record(v, k, sender, received_ms, c)) for v, k, c in messages]
+        self.publisher.offer_many(messages, sender, received_ms, tokens)
+
     def when_room(self, callback: Callable[[], None]) -> None:
         self.publisher.when_room(callback)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from faust.serializers import codecs
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -105,11 +106,31 @@ def make(tmp_path, request):
         parts = app.decryptscope
         recorder = Recorder()
         topics = parts["topics"]
-        topics.events.send_soon = recorder.send_soon("events")
-        topics.dlq.send_soon = recorder.send_soon("dlq")
+        table = parts["table"]
+        changelog = table.changelog_topic.get_topic_name()
+        names = {
+            topics.events.get_topic_name(): "events",
+            topics.dlq.get_topic_name(): "dlq",
+        }
+
+        async def produce(topic, key, value, partition, _timestamp, *, headers=None):
+            if topic == changelog:
+                # decoded the way Faust decodes the changelog when it restores the table
+                recorder.sent["log"].append(
+                    {
+                        "partition": partition,
+                        "key": codecs.loads("json", key),
+                        "value": None if value is None else codecs.loads("json", value),
+                    }
+                )
+                return
+            recorder.sent[names[topic]].append(
+                {"key": key, "value": value, "headers": dict(headers or ())}
+            )
+
+        app.producer.send = produce
         topics.dlq.send = recorder.send("dlq")
         topics.failure_counts.send_soon = recorder.send_soon("counts")
-        table = parts["table"]
 
         def send_changelog(partition, key, value, **_kwargs):
             recorder.sent["log"].append({"partition": partition, "key": key, "value": value})
@@ -205,6 +226,9 @@ async def test_traffic_and_decryption_of_a_session_are_correlated(make, order, b
     entry = app.decryptscope["table"].data["012801096514:1026"]
     assert entry["key"] == "012801096514:1026"
     assert entry[PARTITION_KEY] == 0
+    # what the changelog holds restores the same entry
+    [*_, last] = (w for w in rec.sent["log"] if w["key"] == "012801096514:1026")
+    assert last["value"] == entry and last["partition"] == 0
 
 
 async def test_one_table_write_per_session_per_batch_and_none_for_successes(make) -> None:

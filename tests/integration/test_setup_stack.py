@@ -28,6 +28,7 @@ def run_settings(settings, run_prefix, request):
         topic_events=f"{tag}.events",
         topic_alerts=f"{tag}.alerts",
         topic_dlq=f"{tag}.dlq",
+        worker_id=tag,
         topic_partitions=3,
     )
 
@@ -36,7 +37,14 @@ def env_of(s) -> dict[str, str]:
     import os
 
     env = dict(os.environ)
-    names = ("index_prefix", "alerts_index", "topic_raw", "topic_events", "topic_alerts")
+    names = (
+        "index_prefix",
+        "alerts_index",
+        "topic_raw",
+        "topic_events",
+        "topic_alerts",
+        "worker_id",
+    )
     for name in (*names, "topic_dlq"):
         env[f"DECRYPTSCOPE_{name.upper()}"] = getattr(s, name)
     env["DECRYPTSCOPE_TOPIC_PARTITIONS"] = str(s.topic_partitions)

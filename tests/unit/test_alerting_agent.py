@@ -10,6 +10,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from pipeline import wire
+from pipeline.diagnosis import load_catalogue
 from pipeline.metrics import build_metrics
 from pipeline.settings import load_settings
 from pipeline.stream import spikes
@@ -41,7 +42,7 @@ async def test_counts_of_two_workers_become_one_alert():
     app.decryptscope = {}
     counts = app.topic("test-counts", key_type=bytes, value_type=bytes, value_serializer="raw")
     alerts = app.topic("test-alerts", key_type=bytes, value_type=bytes, value_serializer="raw")
-    metrics = build_metrics(CollectorRegistry())
+    metrics = build_metrics(CollectorRegistry(), causes=load_catalogue().labels())
     clock = [0.0]
     sent = mock.AsyncMock()
     indexed: list[dict] = []

@@ -30,11 +30,16 @@ def series(registry: CollectorRegistry) -> set[tuple[str, tuple]]:
 
 def exercise(metrics: m.Metrics) -> None:
     """One update on every metric, through the helpers the pipeline uses."""
-    m.observe_event(metrics, "TRAFFIC", end_reason="decrypt-error", flags=0x01000000)
-    m.observe_event(metrics, "DECRYPTION", cause="x", category="y", mode="forward-proxy")
-    metrics.events_published.inc()
-    m.observe_dead_letter(metrics, "parse", "too_few_columns")
-    metrics.parse_duration.observe(0.00002)
+    m.observe_batch(
+        metrics,
+        records={"TRAFFIC": 1, "DECRYPTION": 1},
+        end_reasons={"decrypt-error": 1},
+        decrypted=1,
+        failures={("x", "y", "forward-proxy"): 1},
+        dead_letters={("parse", "too_few_columns"): 1},
+        parse_seconds=[0.00002],
+        published=2,
+    )
     metrics.es_bulk_duration.observe(0.2)
     metrics.es_documents.labels(m.es_result_label("created")).inc(5)
     metrics.es_bulk_errors.labels(m.es_error_type_label("mapper_parsing_exception")).inc()
@@ -90,8 +95,15 @@ def test_a_million_distinct_open_values_do_not_grow_the_series():
             rule = f"rule-{i}"
             ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
             # Open values where the pipeline might wrongly pass them: the helpers map them away.
-            m.observe_event(
-                metrics, rule, end_reason=sni, flags=i, cause=sni, category=rule, mode=ip
+            m.observe_batch(
+                metrics,
+                records={rule: 1},
+                end_reasons={sni: 1},
+                decrypted=0,
+                failures={(sni, rule, ip): 1},
+                dead_letters={},
+                parse_seconds=(),
+                published=0,
             )
             if i % 10 == 0:
                 m.observe_dead_letter(metrics, ip, sni)
@@ -146,20 +158,20 @@ def test_label_helpers(helper, value, expected):
 
 
 def test_causes_come_from_the_catalogue():
-    known = m.known_causes()
-    for cause in known:
-        assert m.cause_label(cause) == cause
-    assert m.cause_label("not-a-cause-" * 3) == "other"
-    for cause, category in m.catalogue_causes():
-        assert m.category_label(category) == category
-        assert cause in known
+    catalogue = load_catalogue()
+    metrics = m.build_metrics(CollectorRegistry(), causes=catalogue.labels())
+    for cause in catalogue.causes.values():
+        assert m.cause_label(metrics, cause.id) == cause.id
+        assert m.category_label(metrics, cause.category) == cause.category
+    assert m.cause_label(metrics, "not-a-cause-" * 3) == "other"
+    assert m.cause_label(m.build_metrics(CollectorRegistry()), cause.id) == "other"
 
 
 def test_every_cause_and_mode_pair_is_exposed_at_zero_from_the_start():
     # A failure series born mid-burst has the burst as its first sample, so rate() never sees
     # the increase: each valid (cause, category, mode) must exist at 0 before any failure.
     catalogue = load_catalogue()
-    metrics = m.build_metrics(CollectorRegistry())
+    metrics = m.build_metrics(CollectorRegistry(), causes=catalogue.labels())
     exposed = {
         (labels["cause"], labels["category"], labels["mode"]): value
         for name, labels, value in (
@@ -178,31 +190,28 @@ def test_every_cause_and_mode_pair_is_exposed_at_zero_from_the_start():
     assert set(exposed.values()) == {0.0}
 
 
-def test_decrypted_sessions_count_only_traffic_with_the_flag():
-    metrics = m.build_metrics(CollectorRegistry())
-    m.observe_event(metrics, "TRAFFIC", flags=0x01000000 | 0x20)
-    m.observe_event(metrics, "TRAFFIC", flags=0x20)
-    m.observe_event(metrics, "DECRYPTION", flags=0x01000000)
-    assert metrics.registry.get_sample_value("decryptscope_decrypted_sessions_total") == 1
-
-
-def test_a_record_and_its_diagnosis_update_the_failure_counter():
-    metrics = m.build_metrics(CollectorRegistry())
-
-    class Diagnosis:
-        cause, category, mode = "made-up-cause", "made-up", "forward-proxy"
-
-    m.observe_record(metrics, {"type": "TRAFFIC", "session_end_reason": "decrypt-error"}, Diagnosis)
+def test_a_batch_of_unknown_causes_counts_as_other():
+    metrics = m.build_metrics(CollectorRegistry(), causes=load_catalogue().labels())
+    m.observe_batch(
+        metrics,
+        records={"TRAFFIC": 2},
+        end_reasons={"decrypt-error": 2},
+        decrypted=0,
+        failures={("made-up-cause", "made-up", "forward-proxy"): 2},
+        dead_letters={},
+        parse_seconds=(),
+        published=2,
+    )
     value = metrics.registry.get_sample_value(
         "decryptscope_decryption_failures_total",
         {"cause": "other", "category": "other", "mode": "forward-proxy"},
     )
-    assert value == 1
+    assert value == 2
     assert (
         metrics.registry.get_sample_value(
             "decryptscope_traffic_end_reasons_total", {"end_reason": "decrypt-error"}
         )
-        == 1
+        == 2
     )
 
 

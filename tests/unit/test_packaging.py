@@ -101,7 +101,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import pipeline
-from pipeline import metrics, resources
+from pipeline import resources
 from pipeline.commands import demo
 from pipeline.diagnosis.catalogue import load_catalogue
 from pipeline.panos.layouts import layouts
@@ -117,7 +117,6 @@ print(json.dumps({
               demo.SAMPLE, es_plugin.SOURCE, resources.DEPLOY / "local" / "pom.xml")],
     "layouts": sorted(layouts()),
     "causes": sorted(load_catalogue().causes),
-    "metric_causes": sorted(c for c, _ in metrics.catalogue_causes()),
     "components": sorted(es_templates.desired_templates("p").components),
     "plugin_digest": es_plugin.source_digest(es_plugin.SOURCE, "9.5.4"),
     "rules": sorted(p.name for p in (prometheus.parent / "rules").iterdir()),
@@ -148,7 +147,6 @@ def test_an_installed_copy_reads_its_data_from_inside_itself(wheel, tmp_path):
     causes = tomllib.loads((ROOT / "schemas" / "causes.toml").read_text())
     ids = {c["id"] for c in causes["causes"]}
     assert set(seen["causes"]) == ids
-    assert set(seen["metric_causes"]) == ids
     layout_files = {p.stem.upper() for p in (ROOT / "schemas" / "panos").glob("*.csv")}
     assert {"DECRYPTION", "TRAFFIC"} <= set(seen["layouts"]) <= layout_files
     index_template = json.loads((ROOT / "schemas" / "ecs" / "index-template.json").read_text())
