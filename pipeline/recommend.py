@@ -768,6 +768,13 @@ class _Builder:
                 groups.append((f"*.{parent}", sorted(hosts), parent))
                 grouped.update(hosts)
         groups += [(host, [host], None) for host in passed if host not in grouped]
+        wildcards = {parent for _, _, parent in groups if parent}
+        for entry in held:
+            parent = _parent(entry["subject"])
+            if parent in wildcards:
+                entry["reasons"].append(
+                    f"the wildcard *.{parent} recommended for its sibling names covers it too"
+                )
         patterns = self.rules.patterns
         out = []
         for subject, hosts, parent in groups:
