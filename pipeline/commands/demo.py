@@ -116,9 +116,14 @@ def wait_until_done(
     """Poll until every message sent is indexed or dead-lettered; (indexed, dead-lettered)."""
     deadline = time.monotonic() + timeout
     indexed = dead = 0
+    from elasticsearch import NotFoundError
+
     while time.monotonic() < deadline:
-        client.indices.refresh(index=settings.index_prefix)
-        indexed = client.count(index=settings.index_prefix)["count"]
+        try:
+            client.indices.refresh(index=settings.index_prefix)
+            indexed = client.count(index=settings.index_prefix)["count"]
+        except NotFoundError:  # a fresh prefix: no index until the worker's first bulk request
+            indexed = 0
         dead = dead_letter_count(settings) - dead_before
         if indexed + dead >= sent:
             break
