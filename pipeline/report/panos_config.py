@@ -95,12 +95,16 @@ def _words(values: Any) -> str:
     return "[ " + " ".join(_word(v) for v in items) + " ]"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _kind_note(rec: Mapping[str, Any]) -> str:
     ev = rec["evidence"]
     causes = ", ".join(f"{c} {n}" for c, n in ev["causes"].items())
     return (
-        f"# -- {rec['kind']}: {rec['subject']} ({causes}; {ev['failures']} failures from "
-        f"{ev['clients']} clients, {ev['first_seen']} .. {ev['last_seen']}; "
+        f"# -- {rec['kind']}: {rec['subject']} ({causes}; {_plural(ev['failures'], 'failure')} "
+        f"from {_plural(ev['clients'], 'client')}, {ev['first_seen']} .. {ev['last_seen']}; "
         f"review by {rec['review_by']})"
     )
 
@@ -321,10 +325,11 @@ def render_xml(section: Mapping[str, Any], target: Target | None = None) -> str:
     ``dst``), for a firewall and for Panorama."""
     target = target or Target()
     root = ET.Element("decryptscope-configuration")
+    evidence = f"{section['evidence']['first_seen']} .. {section['evidence']['last_seen']}"
     root.append(
         ET.Comment(
             " decryptscope recommendations as PAN-OS XML API fragments; review before applying. "
-            f"Evidence: {section['evidence']['first_seen']} .. {section['evidence']['last_seen']} "
+            f"Evidence: {evidence.replace('--', '- -')} "
         )
     )
     for form in ("firewall", "panorama"):

@@ -498,3 +498,19 @@ def test_analyze_carries_the_same_section():
     report = analyze.build([path], settings)
     assert report["recommendations"] == command.from_files([path], settings)
     assert report["recommendations"]["gates"]["min_failures"] == 2
+
+
+def test_the_html_report_shows_the_recommendations():
+    from html.parser import HTMLParser
+
+    from pipeline.commands import analyze
+    from pipeline.report.html import render_html
+
+    report = analyze.build([str(GOLDEN / "exclusion-wildcard.log")], Settings())
+    page = render_html(report)
+    HTMLParser().feed(page)
+    section = page.split('<section id="recommendations">', 1)[1].split("</section>", 1)[0]
+    assert "exclusion: *.legacy.example.org" in section
+    assert "exclusion: solo.example.net" in section
+    assert "c.legacy.example.org" in section  # held back, with why
+    assert "set profiles custom-url-category decryptscope-nd-" in section  # the set commands
