@@ -1,11 +1,13 @@
 """``decryptscope recommend --from-es`` on the real Elasticsearch: log files go through the chain
 (as ``decryptscope recommend FILE`` reads them), their documents are indexed with the project's
 index template and BulkWriter under a prefix of the test run, and the recommendations read back
-from the index must equal those of the files, byte for byte in every output format."""
+from the index must equal those of the files, byte for byte in every output format. The
+failures dashboard's exclusion-candidates panel finds the demo's candidates there."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,3 +81,49 @@ async def test_from_es_gives_what_the_files_give(settings, es_client, index, nam
 
     # the window: the files' events are days old, so the last hour holds none of them
     assert recommend.from_es(own, timedelta(hours=1))["evidence"]["failures"] == 0
+
+
+def panel_search(target: dict) -> dict:
+    """The search Grafana's Elasticsearch datasource sends for a table of nested terms buckets
+    with count and unique-count metrics (no time filter: the files' events are days old)."""
+    aggs: dict = {}
+    inner = aggs
+    for bucket in target["bucketAggs"]:
+        size = int(bucket["settings"]["size"])
+        inner[bucket["id"]] = {"terms": {"field": bucket["field"], "size": size}}
+        inner = inner[bucket["id"]].setdefault("aggs", {})
+    for metric in target["metrics"]:
+        if metric["type"] == "cardinality":
+            inner[metric["id"]] = {"cardinality": {"field": metric["field"]}}
+    query = {"query_string": {"query": target["query"], "analyze_wildcard": True}}
+    return {"size": 0, "query": query, "aggs": aggs}
+
+
+async def test_the_exclusion_candidates_panel_on_the_indexed_demo(settings, es_client, index):
+    docs = documents(SETS["demo"], settings)
+    writer = BulkWriter(
+        make_client(settings),
+        settings,
+        metrics=build_metrics(CollectorRegistry()),
+        index_prefix=index,
+    )
+    try:
+        assert await writer.write(list(docs.items())) == []
+    finally:
+        await writer.client.close()
+    es_client.indices.refresh(index=f"{index}-*")
+    dashboard = json.loads(
+        (ROOT / "grafana" / "dashboards" / "decryption-failures.json").read_text()
+    )
+    [panel] = [p for p in dashboard["panels"] if p["title"].startswith("Exclusion candidates")]
+    [target] = panel["targets"]
+    result = es_client.search(index=f"{index}-*", body=panel_search(target))
+    rows = {}
+    for host in result["aggregations"]["1"]["buckets"]:
+        for cause in host["2"]["buckets"]:
+            rows[(host["key"], cause["key"])] = (cause["doc_count"], cause["u"]["value"])
+    # the demo traffic's own header: 20 failures from 3 clients to payments.example.com, 19
+    # from 3 to legacy.example.net
+    assert rows[("payments.example.com", "client-cert-auth-required")] == (20, 3)
+    assert rows[("legacy.example.net", "unsupported-feature")] == (19, 3)
+    assert not any(cause.startswith("server-cert") for _, cause in rows)
