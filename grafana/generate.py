@@ -6,6 +6,8 @@ tests compare the committed files with a fresh generation, type-check them again
 
 Prometheus panels use the recording rules of deploy/prometheus/rules/; Elasticsearch panels
 read the ``decryptscope-events`` alias. Datasource uids match grafana/provisioning/datasources/.
+The causes that can lead to an exclusion from decryption come from ``pipeline.recommend`` (run
+from the top of the checkout, or with the project installed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from grafana_foundation_sdk.models.dashboard import (
     DataTransformerConfig,
     GridPos,
 )
+
+from pipeline.recommend import exclusion_causes
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
@@ -73,6 +77,36 @@ def es_raw(query: str, size: int, ref: str = "A") -> Any:
         .time_field("@timestamp")
         .metrics([es.RawData().id("r").settings(settings)])
         .bucket_aggs([])
+    )
+
+
+def exclusion_candidates() -> Any:
+    """Failures whose cause can lead to an exclusion, by server name and cause, with failures
+    and distinct clients; ``decryptscope recommend`` applies the gates."""
+    causes = " OR ".join(f'"{cause}"' for cause in exclusion_causes())
+    query = (
+        es.Dataquery()
+        .ref_id("A")
+        .datasource(ELASTICSEARCH)
+        .query(f"{FAILURES} AND decryptscope.mode:forward-proxy AND decryptscope.cause:({causes})")
+        .time_field("@timestamp")
+        .metrics([es.Count().id("c"), es.UniqueCount().id("u").field("source.ip")])
+        .bucket_aggs(
+            [es_terms("tls.client.server_name", 20, "1"), es_terms("decryptscope.cause", 10, "2")]
+        )
+    )
+    return (
+        table.Panel()
+        .title("Exclusion candidates: destinations by cause")
+        .description(
+            "Forward-proxy failures whose cause only an exclusion from decryption fixes (pinning, "
+            "client authentication, unsupported features, server-only cipher, curve and version "
+            "limits), by server name: failures (Count) and distinct clients (Unique Count of "
+            "source.ip). `decryptscope recommend` applies the gates (failures, clients, time "
+            "span, no decrypted session) and writes the configuration."
+        )
+        .datasource(ELASTICSEARCH)
+        .with_target(query)
     )
 
 
@@ -175,6 +209,7 @@ def failures_dashboard() -> Any:
             )
             .grid_pos(pos(16, 17, 8, 10))
         )
+        .with_panel(exclusion_candidates().grid_pos(pos(0, 27, 24, 9)))
     )
 
 

@@ -133,11 +133,50 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     _command(p, "analyze")
 
 
+def _add_recommend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recommend",
+        help="evidence-gated changes (exclusions, trust chain, CA, profile, inbound) as text, "
+        "JSON, PAN-OS set commands or XML",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="log files, plain/gzip ('-' = stdin)")
+    p.add_argument(
+        "--from-es",
+        action="store_true",
+        help="read the events already in Elasticsearch (alias index_prefix) instead of files",
+    )
+    p.add_argument(
+        "--since",
+        default="24h",
+        help="with --from-es: the window, e.g. 90m, 24h, 7d, or all (default 24h)",
+    )
+    p.add_argument("--format", choices=["text", "json", "set", "xml"], default="text")
+    p.add_argument(
+        "--device-group",
+        default="<device-group>",
+        help="Panorama device group of the set/xml output (default: a placeholder)",
+    )
+    p.add_argument(
+        "--template",
+        default="<template>",
+        help="Panorama template of the set/xml output (default: a placeholder)",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        metavar="RULE=PROFILE",
+        help="the Decryption profile of a decryption rule (logs do not name profiles; repeatable)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _command(p, "recommend")
+
+
 COMMAND_BUILDERS: list[Builder] = [
     _add_stack,
     _add_parse,
     _add_diagnose,
     _add_analyze,
+    _add_recommend,
     _add_ingest,
     _add_worker,
     _add_setup,

@@ -166,6 +166,16 @@ class Settings:
     # A window is evaluated this long after its end, so that every worker's count is in.
     alert_grace_s: float = 10.0
 
+    # --- recommendations (decryptscope recommend, analyze) -----------------------------------
+    # A destination is recommended for exclusion from decryption only with at least
+    # recommend_min_failures failures from recommend_min_clients distinct clients over at least
+    # recommend_min_span_s seconds (and no decrypted session to it); every recommendation is to
+    # be reviewed recommend_review_days after its last failure.
+    recommend_min_failures: int = 20
+    recommend_min_clients: int = 3
+    recommend_min_span_s: float = 3600.0
+    recommend_review_days: int = 30
+
     def __repr__(self) -> str:
         parts = []
         for f in dataclasses.fields(self):
@@ -311,6 +321,9 @@ def validate(settings: Settings) -> None:
         "alert_cooldown_windows",
         "alert_max_servers",
         "spool_max_bytes",
+        "recommend_min_failures",
+        "recommend_min_clients",
+        "recommend_review_days",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
@@ -319,6 +332,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             "setting worker_session_timeout_s must be in [6, 1800] seconds, "
             f"got {settings.worker_session_timeout_s!r}"
+        )
+    if settings.recommend_min_span_s < 0:
+        raise ConfigError(
+            f"setting recommend_min_span_s must be >= 0, got {settings.recommend_min_span_s!r}"
         )
     if settings.alert_grace_s < 0:
         raise ConfigError(f"setting alert_grace_s must be >= 0, got {settings.alert_grace_s!r}")

@@ -301,6 +301,72 @@ export const dashboard: Dashboard = {
       "transformations": [],
       "transparent": false,
       "type": "table"
+    },
+    {
+      "datasource": {
+        "type": "elasticsearch",
+        "uid": "decryptscope-elasticsearch"
+      },
+      "description": "Forward-proxy failures whose cause only an exclusion from decryption fixes (pinning, client authentication, unsupported features, server-only cipher, curve and version limits), by server name: failures (Count) and distinct clients (Unique Count of source.ip). `decryptscope recommend` applies the gates (failures, clients, time span, no decrypted session) and writes the configuration.",
+      "fieldConfig": {
+        "defaults": {},
+        "overrides": []
+      },
+      "gridPos": {
+        "h": 9,
+        "w": 24,
+        "x": 0,
+        "y": 27
+      },
+      "repeatDirection": "h",
+      "targets": [
+        {
+          "bucketAggs": [
+            {
+              "field": "tls.client.server_name",
+              "id": "1",
+              "settings": {
+                "order": "desc",
+                "orderBy": "_count",
+                "size": "20"
+              },
+              "type": "terms"
+            },
+            {
+              "field": "decryptscope.cause",
+              "id": "2",
+              "settings": {
+                "order": "desc",
+                "orderBy": "_count",
+                "size": "10"
+              },
+              "type": "terms"
+            }
+          ],
+          "datasource": {
+            "type": "elasticsearch",
+            "uid": "decryptscope-elasticsearch"
+          },
+          "metrics": [
+            {
+              "id": "c",
+              "type": "count"
+            },
+            {
+              "field": "source.ip",
+              "id": "u",
+              "type": "cardinality"
+            }
+          ],
+          "query": "decryptscope.failure:true AND decryptscope.mode:forward-proxy AND decryptscope.cause:(\"certificate-pinning\" OR \"client-cert-auth-required\" OR \"unsupported-cipher\" OR \"unsupported-ec-curve\" OR \"unsupported-feature\" OR \"unsupported-tls-version\")",
+          "refId": "A",
+          "timeField": "@timestamp"
+        }
+      ],
+      "title": "Exclusion candidates: destinations by cause",
+      "transformations": [],
+      "transparent": false,
+      "type": "table"
     }
   ],
   "refresh": "30s",

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from pipeline.commands.offline import chain_for, run_files, sessions_for
 from pipeline.errors import ConfigError
+from pipeline.recommend import Gates
 from pipeline.report.aggregate import Analyzer
 from pipeline.report.html import render_html
 from pipeline.report.text import render_json, render_text
@@ -40,7 +41,7 @@ def build(files: list[str], settings: Settings, *, progress: bool = False) -> di
     """The report of ``files``."""
     chain = chain_for(settings)
     sessions = sessions_for(settings)
-    analyzer = Analyzer(chain.classifier.catalogue, sessions)
+    analyzer = Analyzer(chain.classifier.catalogue, sessions, Gates.from_settings(settings))
     bars: list[tqdm] = []
 
     def meter(path: str, stream: IO[bytes]) -> Iterator[bytes]:

@@ -2,8 +2,10 @@
 
 Brings the stack up, runs setup, starts ``ingest`` and a ``worker`` as child processes,
 replays ``deploy/demo/sample-traffic.log`` (one session per cause of the catalogue, some
-sessions that are not failures, two lines that are not PAN-OS logs), waits until every message
-is indexed or dead-lettered and prints the diagnosis summary from an Elasticsearch aggregation.
+sessions that are not failures, two destinations at the exclusion gate, two lines that are not
+PAN-OS logs) with its timestamps moved to now, keeping their spacing; waits until every message
+is indexed or dead-lettered, prints the diagnosis summary from an Elasticsearch aggregation and
+the recommendations from the indexed events (``decryptscope recommend --from-es``).
 ``--keep`` leaves ingest and the worker running; otherwise they are stopped (the stack stays
 up: ``stack down`` stops it).
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_config, stack
-from pipeline.commands import replay
+from pipeline.commands import recommend, replay
 from pipeline.commands.processes import Services
 from pipeline.commands.setup import setup
 from pipeline.resources import DEPLOY
@@ -27,6 +30,8 @@ from pipeline.sinks.elasticsearch import make_client
 from pipeline.stack.layout import COMPONENTS
 
 SAMPLE = DEPLOY / "demo" / "sample-traffic.log"
+# The window the recommendations are read from: the replayed traffic spans about an hour.
+RECOMMEND_SINCE = timedelta(hours=24)
 
 
 SUMMARY_AGGS = {
@@ -87,6 +92,13 @@ def print_summary(rows: list[dict[str, Any]], total: int, settings: Settings) ->
     )
 
 
+def print_recommendations(settings: Settings) -> None:
+    """What ``decryptscope recommend --from-es --since 24h`` prints."""
+    print("\n== recommendations: decryptscope recommend --from-es --since 24h\n", flush=True)
+    section = recommend.from_es(settings, RECOMMEND_SINCE)
+    sys.stdout.write(recommend.render(section, "text"))
+
+
 def dead_letter_count(settings: Settings) -> int:
     """Messages on the dead-letter topic so far (the sum of its partitions' end offsets)."""
     consumer = KafkaConsumer(**kafka_config.consumer_kwargs(settings))
@@ -104,9 +116,14 @@ def wait_until_done(
     """Poll until every message sent is indexed or dead-lettered; (indexed, dead-lettered)."""
     deadline = time.monotonic() + timeout
     indexed = dead = 0
+    from elasticsearch import NotFoundError
+
     while time.monotonic() < deadline:
-        client.indices.refresh(index=settings.index_prefix)
-        indexed = client.count(index=settings.index_prefix)["count"]
+        try:
+            client.indices.refresh(index=settings.index_prefix)
+            indexed = client.count(index=settings.index_prefix)["count"]
+        except NotFoundError:  # a fresh prefix: no index until the worker's first bulk request
+            indexed = 0
         dead = dead_letter_count(settings) - dead_before
         if indexed + dead >= sent:
             break
@@ -127,7 +144,7 @@ def main(settings: Settings, *, keep: bool = False) -> int:
     try:
         dead_before = dead_letter_count(settings)
         lines = replay.read_lines([SAMPLE])
-        messages = replay.prepare(lines, now=True)
+        messages = replay.prepare(lines, now=True, keep_offsets=True)
         print(f"== replaying {len(messages)} syslog messages over TCP", flush=True)
         target = replay.Target("tcp", settings.syslog_bind, settings.syslog_tcp_port)
         replay.replay(messages, target)
@@ -140,6 +157,7 @@ def main(settings: Settings, *, keep: bool = False) -> int:
             )
         print_summary(summary(client, settings.index_prefix), indexed, settings)
         print(f"{dead} messages went to the dead-letter topic {settings.topic_dlq}")
+        print_recommendations(settings)
     finally:
         client.close()
         if keep:

@@ -2,8 +2,10 @@
 
 Lines without a syslog header get a BSD one (``<14>Mmm dd HH:MM:SS host``). ``now`` rewrites
 the PAN-OS timestamps (``YYYY/MM/DD HH:MM:SS``, ISO-8601 high-resolution ones and the syslog
-header's) to the current time. TCP and TLS use newline framing, or RFC 6587 octet counting.
-Blank lines and ``#`` comment lines (the samples' source notes) are skipped.
+header's) to the current time; ``keep_offsets`` instead moves them all by the same amount, so
+that the latest is now and the lines keep their spacing (and certificate dates their distance).
+TCP and TLS use newline framing, or RFC 6587 octet counting. Blank lines and ``#`` comment
+lines (the samples' source notes) are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,8 +80,47 @@ def rewrite_times(line: bytes, now: datetime) -> bytes:
     return _ISO_TIME.sub(iso, line)
 
 
-def prepare(lines: Sequence[bytes], *, now: bool) -> list[bytes]:
+def _shifted_iso(text: bytes, delta: timedelta) -> bytes:
+    when = datetime.fromisoformat(text.decode()) + delta
+    fraction = b"." in text
+    return when.isoformat(timespec="milliseconds" if fraction else "seconds").encode()
+
+
+def shift_times(line: bytes, delta: timedelta, year: int) -> bytes:
+    """Every timestamp of the line moved by ``delta``; ``year`` is the BSD header's (it has
+    none of its own). PAN-OS times are moved as written, in the firewall's time zone."""
+
+    def bsd(m: re.Match[bytes]) -> bytes:
+        when = datetime.strptime(f"{year} {m.group(2).decode()}", "%Y %b %d %H:%M:%S")
+        return m.group(1) + (when + delta).strftime("%b %e %H:%M:%S").encode()
+
+    def panos(m: re.Match[bytes]) -> bytes:
+        when = datetime.strptime(m.group(0).decode(), "%Y/%m/%d %H:%M:%S")
+        return (when + delta).strftime("%Y/%m/%d %H:%M:%S").encode()
+
+    line = _BSD_TIME.sub(bsd, line, count=1)
+    line = _RFC5424_TIME.sub(lambda m: m.group(1) + _shifted_iso(m.group(2), delta), line, count=1)
+    line = _PANOS_TIME.sub(panos, line)
+    return _ISO_TIME.sub(lambda m: _shifted_iso(m.group(0), delta), line)
+
+
+def latest_time(lines: Sequence[bytes]) -> datetime | None:
+    """The latest receive time of the lines: each line's first PAN-OS timestamp
+    (``YYYY/MM/DD HH:MM:SS``; later ones can be certificate dates, years ahead)."""
+    found = [m.group(0) for m in map(_PANOS_TIME.search, lines) if m is not None]
+    if not found:
+        return None
+    return datetime.strptime(max(found).decode(), "%Y/%m/%d %H:%M:%S")
+
+
+def prepare(lines: Sequence[bytes], *, now: bool, keep_offsets: bool = False) -> list[bytes]:
     stamp = datetime.now().astimezone()
+    latest = latest_time(lines) if now and keep_offsets else None
+    if latest is not None:
+        # The files' PAN-OS times are UTC (the default device time zone): the latest becomes
+        # the current UTC time.
+        delta = datetime.now(UTC).replace(tzinfo=None) - latest
+        return [with_header(shift_times(line, delta, latest.year), stamp) for line in lines]
     out = []
     for line in lines:
         message = with_header(line, stamp)

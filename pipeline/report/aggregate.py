@@ -1,5 +1,6 @@
 """The ``analyze`` report: failures by cause and mode, top servers, rules and sources per
-cause, the time span and a timeline. Pure aggregation: the chain's batch results in
+cause, the time span, a timeline and the recommendations (``pipeline.recommend``, the same
+code path as ``decryptscope recommend``). Pure aggregation: the chain's batch results in
 (``pipeline.chain``), a plain dict out (renderers beside this module).
 
 A failure is counted once per session: the TRAFFIC, DECRYPTION and SESSION records of one
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from pipeline.chain import BatchResult, Document, event_time
 from pipeline.correlate import Sessions
 from pipeline.diagnosis import Catalogue, Diagnosis
+from pipeline.recommend import Evidence, Gates
 
 TOP_N = 5
 # Timeline bucket sizes, seconds; the smallest giving at most MAX_BUCKETS buckets is used.
@@ -34,9 +38,13 @@ class _Failure:
 class Analyzer:
     """Feed the chain's batch results (``add``); ``report()`` summarises."""
 
-    def __init__(self, catalogue: Catalogue, sessions: Sessions) -> None:
+    def __init__(
+        self, catalogue: Catalogue, sessions: Sessions, gates: Gates | None = None
+    ) -> None:
         self.catalogue = catalogue
         self.sessions = sessions
+        self.gates = gates or Gates()
+        self.evidence = Evidence()
         self.records = 0
         self.by_type: Counter[str] = Counter()
         self.parse_errors: Counter[str] = Counter()
@@ -60,6 +68,14 @@ class Analyzer:
                     self.last = when
             if doc.diagnosis is not None:
                 self._count(doc, doc.diagnosis, when)
+            # What recommendations read: failures and DECRYPTION records (decrypted sessions),
+            # and a later version of a document they already hold.
+            if (
+                doc.diagnosis is not None
+                or doc.record.get("type") == "DECRYPTION"
+                or doc.doc_id in self.evidence.facts
+            ):
+                self.evidence.add(doc.doc_id, orjson.loads(doc.source))
 
     def _count(self, doc: Document, diagnosis: Diagnosis, when: datetime | None) -> None:
         record = doc.record
@@ -197,4 +213,5 @@ def build_report(analyzer: Analyzer) -> dict[str, Any]:
         ],
         "causes": causes,
         "timeline": timeline,
+        "recommendations": analyzer.evidence.recommend(analyzer.gates),
     }

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline import __version__
+from pipeline.report.panos_config import render_set
 from pipeline.resources import REPORT_TEMPLATE
 
 # Colour-blind-friendly palette (Okabe-Ito, then Tableau); causes get colours in report order.
@@ -233,6 +234,112 @@ def _details(report: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _dl(items: list[tuple[str, str]]) -> str:
+    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items if v) + "</dl>"
+
+
+def _rec_items(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    ev = rec["evidence"]
+    items = [(f"why ({w['cause']}, {w['failures']})", w["text"]) for w in rec["why"]]
+    items += [
+        ("evidence", f"{ev['failures']} failures from {ev['clients']} clients"),
+        ("seen", f"{ev['first_seen']} .. {ev['last_seen']}"),
+        ("clients", ", ".join(ev["client_addresses"])),
+        ("users", ", ".join(ev["users"])),
+        ("firewalls", ", ".join(ev["firewalls"])),
+        ("security rules", ", ".join(ev["rules"])),
+        ("decryption rules", ", ".join(ev["decryption_rules"])),
+        ("sessions", ", ".join(ev["sessions"])),
+    ]
+    kind = rec["kind"]
+    if kind == "exclusion":
+        places = "; ".join(
+            f"{p['name']} before {p['before'] or '(top)'}" for p in rec["placements"]
+        )
+        items += [
+            ("URL category", ", ".join(rec["url_entries"]) + f" — no-decrypt rule {places}"),
+            ("or exclusion", ", ".join(rec["exclude_entries"])),
+        ]
+    elif kind == "trust-chain":
+        items += [
+            ("CA", f"{rec['ca'] or '-'} ({rec['variant']}) as {rec['certificate_name'] or '-'}"),
+            ("servers", ", ".join(rec["servers"])),
+        ]
+    elif kind == "forward-trust-ca":
+        items.append(
+            (
+                f"clients ({rec['client_count']})",
+                ", ".join(
+                    c["address"] + (f" ({', '.join(c['users'])})" if c["users"] else "")
+                    for c in rec["clients"]
+                ),
+            )
+        )
+    elif kind == "profile":
+        items += [
+            (f"{s['setting']} {s['value']}", f"{s['failures']} failures: {', '.join(s['servers'])}")
+            for s in rec["settings"]
+        ]
+    elif kind == "inbound":
+        items.append(("addresses", ", ".join(rec["addresses"])))
+        items += [
+            (f"KB check {c['number']}", f"{c['kb']} ({c['failures']}): {c['server_change']}")
+            for c in rec["checks"]
+        ]
+    items.append(("review by", rec["review_by"] or "-"))
+    return items
+
+
+def _recommendations(report: dict[str, Any]) -> str:
+    section = report.get("recommendations")
+    if not section:
+        return '<p class="empty">No recommendations.</p>'
+    gates = section["gates"]
+    out = [
+        f'<p class="meta">Exclusions need at least {gates["min_failures"]} failures from '
+        f"{gates['min_clients']} distinct clients over at least {gates['min_span_s']:g} s and "
+        f"no decrypted session to the destination; each change is to be reviewed "
+        f"{gates['review_days']} days after its last failure.</p>"
+    ]
+    recs = section["recommendations"]
+    if not recs:
+        out.append('<p class="empty">No change is recommended.</p>')
+    for rec in recs:
+        out.append(
+            f'<div class="rec" id="rec-{_e(rec["id"])}"><h3>{_e(rec["kind"])}: '
+            f'{_e(rec["subject"])}</h3><div class="meta">{_e(rec["title"])}</div>'
+            f"{_dl(_rec_items(rec))}</div>"
+        )
+    if section["held"]:
+        rows = "".join(
+            f"<tr><td>{_e(h['subject'])}</td><td>{_e(', '.join(h['causes']))}</td>"
+            f'<td class="num">{h["failures"]}</td><td class="num">{h["clients"]}</td>'
+            f"<td>{_e('; '.join(h['reasons']))}</td></tr>"
+            for h in section["held"]
+        )
+        out.append(
+            "<h3>Held back from exclusion (short of the gate)</h3><table><tr><th>destination"
+            "</th><th>causes</th><th>failures</th><th>clients</th><th>why not</th></tr>"
+            f"{rows}</table>"
+        )
+    if section["declined"]:
+        rows = "".join(
+            f"<tr><td>{_e(d['subject'])}</td><td>{_e(d['cause'])}</td>"
+            f'<td class="num">{d["failures"]}</td><td>{_e(d["reason"])}</td></tr>'
+            for d in section["declined"]
+        )
+        out.append(
+            "<h3>Never excluded</h3><table><tr><th>destination</th><th>cause</th>"
+            f"<th>failures</th><th>why</th></tr>{rows}</table>"
+        )
+    if recs:
+        out.append(
+            "<details><summary>As PAN-OS configure-mode commands (review before applying)"
+            f"</summary><pre>{_e(render_set(section))}</pre></details>"
+        )
+    return "".join(out)
+
+
 def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> str:
     subtitle = (
         f"{report['failures']['sessions']} failed sessions in {report['records']} records"
@@ -246,6 +353,7 @@ def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> 
         "cause_table": _cause_table(report),
         "mode_table": _mode_table(report),
         "details": _details(report),
+        "recommendations": _recommendations(report),
         "version": _e(__version__),
     }
     page = REPORT_TEMPLATE.read_text(encoding="utf-8")

@@ -75,4 +75,183 @@ def render_text(report: dict[str, Any]) -> str:
                 or [""]
             )
         out.append("    references: " + " ".join(c["references"]))
+    if report.get("recommendations"):
+        out.append("")
+        out.append(render_recommendations(report["recommendations"]).rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+# --- recommendations (``analyze`` and ``decryptscope recommend``) --------------------------------
+
+_LABEL = 13
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes} min" if minutes else f"{int(seconds)} s"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _field(label: str, text: str, indent: int = 4) -> list[str]:
+    first = " " * indent + f"{label:<{_LABEL}}"
+    rest = " " * (indent + _LABEL)
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent=rest) or [first]
+
+
+def _wrapped(text: str, indent: int = 6) -> list[str]:
+    pad = " " * indent
+    return textwrap.wrap(text, WIDTH, initial_indent=pad, subsequent_indent=pad)
+
+
+def _more(items: list[str], total: int) -> str:
+    text = ", ".join(items)
+    return text + (f", ... ({total} in all)" if total > len(items) else "")
+
+
+def _change(rec: dict[str, Any]) -> str:
+    kind = rec["kind"]
+    if kind == "exclusion":
+        places = "; ".join(
+            f"{p['name']} before {p['before'] or 'every other decryption rule'} "
+            f"(from {' '.join(p['from'])} to {' '.join(p['to'])})"
+            for p in rec["placements"]
+        )
+        return (
+            f"a custom URL category with {', '.join(rec['url_entries'])} and a no-decrypt "
+            f"decryption rule matching it: {places}; or instead an SSL Decryption Exclusion "
+            f"{', '.join(rec['exclude_entries'])} (device-wide, no zone or user scope)"
+        )
+    if kind == "trust-chain":
+        if not rec["certificate_name"]:
+            return "the logs name no CA: read Chain Status and Root CN in the Decryption log"
+        what = "intermediate" if rec["variant"] == "missing-intermediate" else "root"
+        text = (
+            f'import the {what} CA "{rec["ca"]}" as {rec["certificate_name"]} (Device > '
+            "Certificate Management > Certificates > Import) and add it to the trusted root CAs "
+            "for decryption"
+        )
+        if rec["variant"] == "untrusted-root":
+            text = "only if the CA is legitimate: " + text
+        return text
+    if kind == "forward-trust-ca":
+        return (
+            "no firewall change: export the Forward Trust CA certificate (Device > Certificate "
+            "Management > Certificates) and install it in these clients' trust stores (GPO or "
+            "MDM; browsers and runtimes with their own store, such as Firefox, Java and Python, "
+            "too)"
+        )
+    if kind == "profile":
+        return (
+            f"in the Decryption profile of rule {rec['decryption_rule'] or '(unknown)'} "
+            f"(Objects > Decryption Profile), {rec['section']}:"
+        )
+    return "on the server, per check below; no firewall change"
+
+
+def _recommendation(number: int, rec: dict[str, Any]) -> list[str]:
+    ev = rec["evidence"]
+    variant = f" ({rec['variant'].replace('-', ' ')})" if rec.get("variant") else ""
+    out = [f"[{number}] {rec['kind']}: {rec['subject']}{variant} - {rec['title']}"]
+    for why in rec["why"]:
+        out += _field("why", f"{why['cause']} ({why['failures']}): {why['text']}")
+    span = f"{ev['first_seen']} .. {ev['last_seen']} ({_duration(ev['span_s'])})"
+    out += _field(
+        "evidence",
+        f"{_plural(ev['failures'], 'failure')} from {_plural(ev['clients'], 'client')}, {span}",
+    )
+    if ev["client_addresses"] and rec["kind"] != "forward-trust-ca":
+        out += _field("clients", _more(ev["client_addresses"], ev["clients"]))
+    if ev["users"]:
+        out += _field("users", ", ".join(ev["users"]))
+    out += _field("firewalls", ", ".join(ev["firewalls"]) or "-")
+    rules = ", ".join(ev["rules"]) or "-"
+    decryption = ", ".join(ev["decryption_rules"]) or "-"
+    out += _field("rules", f"security {rules}; decryption {decryption}")
+    out += _field("sessions", ", ".join(ev["sessions"]) or "-")
+    if rec["kind"] == "exclusion" and len(rec["hosts"]) > 1:
+        out += _field("hosts", ", ".join(rec["hosts"]))
+    if rec["kind"] == "trust-chain":
+        out += _field("servers", ", ".join(rec["servers"]))
+    if rec["kind"] == "forward-trust-ca":
+        clients = [
+            f"{c['address']}"
+            + (f" ({', '.join(c['users'])})" if c["users"] else "")
+            + f" {c['failures']}"
+            for c in rec["clients"]
+        ]
+        out += _field("clients", f"{rec['client_count']}: " + ", ".join(clients))
+    out += _field("change", _change(rec))
+    if rec["kind"] == "profile":
+        for s in rec["settings"]:
+            servers = ", ".join(s["servers"])
+            out += _field(
+                "", f"{s['setting']} {s['value']}: {_plural(s['failures'], 'failure')} ({servers})"
+            )
+    if rec["kind"] == "inbound":
+        if rec["addresses"]:
+            out += _field("addresses", ", ".join(rec["addresses"]))
+        for check in rec["checks"]:
+            out += _field(
+                f"KB check {check['number']}",
+                f"{check['kb']} ({_plural(check['failures'], 'failure')}): "
+                f"{check['server_change']}",
+            )
+        if rec.get("not_excluded"):
+            out += _field("not excluded", rec["not_excluded"])
+    out += _field("review by", rec["review_by"] or "-")
+    return out
+
+
+def render_recommendations(section: dict[str, Any]) -> str:
+    """The recommendations section (``pipeline.recommend``) as terminal text."""
+    gates = section["gates"]
+    ev = section["evidence"]
+    out = ["Recommendations"]
+    out += _field(
+        "evidence",
+        f"{ev['first_seen'] or '-'} .. {ev['last_seen'] or '-'}: "
+        f"{_plural(ev['failures'], 'failure')}, {_plural(ev['decrypted'], 'decrypted session')}",
+        2,
+    )
+    out += _field(
+        "gate",
+        f"exclusions need at least {_plural(gates['min_failures'], 'failure')} from "
+        f"{_plural(gates['min_clients'], 'distinct client')} over at least "
+        f"{_duration(gates['min_span_s'])}, and no decrypted session to the destination; "
+        f"review {gates['review_days']} days after the last failure",
+        2,
+    )
+    recs = section["recommendations"]
+    if not recs:
+        out.append("")
+        out.append("  No change is recommended.")
+    for number, rec in enumerate(recs, 1):
+        out.append("")
+        out += _recommendation(number, rec)
+    if section["held"]:
+        out.append("")
+        out.append("Held back from exclusion (short of the gate)")
+        for held in section["held"]:
+            causes = ", ".join(f"{c} {n}" for c, n in held["causes"].items())
+            out.append(f"  {held['subject']}: {causes}")
+            for reason in held["reasons"]:
+                out += _wrapped(reason)
+    if section["declined"]:
+        out.append("")
+        out.append("Never excluded (the block is the fix, or there is no host name to exclude)")
+        for declined in section["declined"]:
+            out.append(f"  {declined['subject']}: {declined['cause']} {declined['failures']}")
+            out += _wrapped(declined["reason"])
+    if recs:
+        out.append("")
+        out += _wrapped(
+            "The changes as PAN-OS configuration: decryptscope recommend --format set (CLI "
+            "commands) or --format xml (XML API fragments).",
+            0,
+        )
     return "\n".join(out) + "\n"

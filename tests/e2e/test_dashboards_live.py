@@ -30,6 +30,8 @@ DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 OTHER_SAMPLES = [
     ROOT / "tests" / "golden" / "decryption-11.1-tls13-success.log",
     ROOT / "tests" / "golden" / "decryption-ipv6.log",
+    # a cause only an exclusion fixes, for the exclusion-candidates panel
+    ROOT / "tests" / "golden" / "diagnosis" / "certificate-pinning.log",
 ]
 
 

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,26 @@ def test_the_type_check_catches_an_unknown_key(tmp_path):
     result = tsc("--noEmit", "--strict", "-p", "tsconfig.json", cwd=tmp_path)
     assert result.returncode != 0
     assert "tittle" in result.stdout
+
+
+def test_the_failures_dashboard_lists_exclusion_candidates_from_elasticsearch():
+    failures = next(
+        json.loads(p.read_text()) for p in DASHBOARDS if p.name == "decryption-failures.json"
+    )
+    [panel] = [p for p in panels(failures) if p["title"].startswith("Exclusion candidates")]
+    [target] = panel["targets"]
+    assert target["datasource"]["type"] == "elasticsearch"
+    assert [b["field"] for b in target["bucketAggs"]] == [
+        "tls.client.server_name",
+        "decryptscope.cause",
+    ]
+    assert {m["type"] for m in target["metrics"]} == {"count", "cardinality"}
+    # every cause the recommendations data routes to an exclusion, and none it never excludes
+    data = tomllib.loads((ROOT / "schemas" / "recommendations.toml").read_text())
+    routed = {r["cause"] for r in data["routes"] if "exclusion" in (r["kind"], r.get("otherwise"))}
+    never = {n["cause"] for n in data["never_exclude"] if "cause" in n}
+    for cause in routed:
+        assert f'"{cause}"' in target["query"]
+    for cause in never:
+        assert f'"{cause}"' not in target["query"]
+    assert "decryptscope.mode:forward-proxy" in target["query"]
