@@ -79,11 +79,11 @@ class CorrelationTable:
             partition = partitions[key]
             data.pop(key, None)  # keep the store in write order
             if entry is None:
-                await send(topic, _encode(key), None, partition, None)
+                await send(topic, _encode(key), None, partition, None, headers=None)
                 continue
             entry[PARTITION_KEY] = partition
             data[key] = entry
-            await send(topic, _encode(key), _encode(entry), partition, None)
+            await send(topic, _encode(key), _encode(entry), partition, None, headers=None)
 
     def evict(self, owned: Callable[[int], bool]) -> int:
         """Delete the oldest entries while there are too many; returns how many."""

@@ -113,7 +113,8 @@ def make(tmp_path, request):
             topics.dlq.get_topic_name(): "dlq",
         }
 
-        async def produce(topic, key, value, partition, _timestamp, *, headers=None):
+        # the signature of Faust's Producer.send: every argument is required
+        async def produce(topic, key, value, partition, _timestamp, headers, **_kwargs):
             if topic == changelog:
                 # decoded the way Faust decodes the changelog when it restores the table
                 recorder.sent["log"].append(
