@@ -54,6 +54,8 @@ _FAILED_END = frozenset(
         "resources-unavailable",
     }
 )
+# event.duration is in nanoseconds, a signed 64-bit integer.
+_MAX_DURATION_S = (2**63 - 1) // 1_000_000_000
 _NO_REASON = frozenset({"n/a", "unknown", ""})
 _NO_ERROR_INDEX = frozenset({"None", "none", ""})
 _UNSET_IPS = frozenset({"0.0.0.0", "::"})
@@ -426,7 +428,7 @@ def to_ecs(
         event["reason"] = reason
     if log_type == "TRAFFIC":
         elapsed = get("elapsed")
-        if elapsed.__class__ is int:
+        if elapsed.__class__ is int and 0 <= elapsed <= _MAX_DURATION_S:
             event["duration"] = elapsed * 1_000_000_000
     else:
         derive = DERIVE.get(log_type)

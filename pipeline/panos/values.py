@@ -147,7 +147,10 @@ def _local_time(value: str, tz: tzinfo) -> datetime:
         n = int(value)
         if n == 0:
             raise _Absent
-        return datetime.fromtimestamp(n / 1000 if n >= _EPOCH_MS else n, UTC)
+        try:
+            return datetime.fromtimestamp(n / 1000 if n >= _EPOCH_MS else n, UTC)
+        except (OverflowError, OSError) as exc:  # beyond the platform's time range
+            raise ValueError(f"epoch time out of range: {value!r}") from exc
     head, _, zone = value.rpartition(" ")
     if head and zone.isalpha() and 2 <= len(zone) <= 5:
         # CEF-formatted times end in a zone abbreviation ("Jun 02 2016 11:31:20 GMT"); only
