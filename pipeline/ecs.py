@@ -94,8 +94,9 @@ _SPECIAL = frozenset(
     }
 )
 
-# A target is (parent path, leaf key, is a time), e.g. (("source", "nat"), "ip", False).
-Target = tuple[tuple[str, ...], str, bool]
+# A target is (parent path, leaf key, time kind: 0 none, 1 local time, 2 stamp), e.g.
+# (("source", "nat"), "ip", 0).
+Target = tuple[tuple[str, ...], str, int]
 Fill = Callable[[Mapping[str, Any]], dict]
 
 
@@ -103,7 +104,9 @@ def _target(target: str, kind: str) -> Target:
     parts = tuple(target.split("."))
     if not all(parts):
         raise ConfigError(f"bad ECS target {target!r} in a layout file")
-    return parts[:-1], parts[-1], kind in ("time", "isotime")
+    # "time": local times, shared objects of the parser's time cache (their text is cached);
+    # "isotime": a stamp of its own per event (formatted, not cached).
+    return parts[:-1], parts[-1], {"time": 1, "isotime": 2}.get(kind, 0)
 
 
 def _build_targets() -> dict[str, dict[str, Target]]:
@@ -180,13 +183,25 @@ def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
     var[()] = "doc"
     src = ["def fill(rec):", "    get = rec.get", "    doc = {}"]
     src += [f"    {var[p]} = {{}}" for p in order]
-    for key, (parts, leaf, is_time) in targets.items():
-        value = "_iso(v) if v.__class__ is _datetime else v" if is_time else "v"
+    for key, (parts, leaf, time_kind) in targets.items():
         if parts in single:
-            store = f"{var[parts[:-1]]}[{parts[-1]!r}] = {{{leaf!r}: {value}}}"
+            store = f"{var[parts[:-1]]}[{parts[-1]!r}] = {{{leaf!r}: v}}"
         else:
-            store = f"{var[parts]}[{leaf!r}] = {value}"
-        src += [f"    v = get({key!r})", "    if v is not None:", f"        {store}"]
+            store = f"{var[parts]}[{leaf!r}] = v"
+        src += [f"    v = get({key!r})", "    if v is not None:"]
+        if time_kind == 1:
+            # The ISO text cache looked up inline: a call per time value costs more.
+            src += [
+                "        if v.__class__ is _datetime:",
+                "            e = _iso_cached(id(v))",
+                "            v = e[1] if e is not None and e[0] is v else _iso(v)",
+            ]
+        elif time_kind == 2:
+            src += [
+                "        if v.__class__ is _datetime:",
+                '            v = v.isoformat(timespec="milliseconds")',
+            ]
+        src.append(f"        {store}")
     for p in sorted(order, key=len, reverse=True):
         attach = f"{var[p[:-1]]}[{p[-1]!r}] = {var[p]}"
         if p in _ALWAYS or p in _MAYBE:
@@ -194,7 +209,11 @@ def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
         else:
             src += [f"    if {var[p]}:", f"        {attach}"]
     src.append(f"    return doc, {', '.join(var[p] for p in _HANDED)}")
-    namespace: dict[str, Any] = {"_iso": _iso, "_datetime": datetime}
+    namespace: dict[str, Any] = {
+        "_iso": _iso,
+        "_iso_cached": _ISO_CACHE.get,
+        "_datetime": datetime,
+    }
     exec(compile("\n".join(src), f"<ecs fill {log_type or 'common'}>", "exec"), namespace)
     return namespace["fill"]
 
@@ -298,8 +317,12 @@ def to_ecs(
     doc, event, observer, panw, source, destination, network = (
         _FILLS.get(log_type) or _FILL_COMMON
     )(record)
-    ts = _timestamp(record)
-    doc["@timestamp"] = _iso(ts or datetime.now(UTC))
+    ts = get("high_res_timestamp")
+    if ts.__class__ is datetime:
+        # Written once already, by the column's own target.
+        doc["@timestamp"] = panw.get("high_resolution_timestamp") or _iso(ts)
+    else:
+        doc["@timestamp"] = _iso(_timestamp(record) or datetime.now(UTC))
     doc["ecs"] = {"version": ECS_VERSION}
     observer.update(_OBSERVER)
     kind = _LOG_TYPES.get(log_type)
@@ -314,7 +337,9 @@ def to_ecs(
     panw["type"] = log_type
     tg = get("time_generated")
     if tg.__class__ is datetime:
-        event["timezone"] = _offset(tg)
+        e = _ISO_CACHE.get(id(tg))
+        text = e[1] if e is not None and e[0] is tg else _iso(tg)
+        event["timezone"] = "Z" if text.endswith("+00:00") else text[-6:]
 
     # --- who and where ------------------------------------------------------------------
     host = get("device_name") or get("_host")
@@ -382,7 +407,8 @@ def to_ecs(
 
     flags = get("flags")
     if flags.__class__ is int:
-        labels = _labels(flags)
+        labels = _LABELS_CACHE.get(flags)
+        labels = labels.copy() if labels is not None else _labels(flags)
         if labels and get("proxy_type") == _NO_DECRYPT:
             for name in _DECRYPTED_LABELS:
                 labels.pop(name, None)
@@ -444,9 +470,9 @@ def to_ecs(
     related: dict[str, list[str]] = {}
     # Spelt out rather than looped or comprehended: this runs for every event. The addresses
     # are read back from the document, where every log type's columns have landed.
-    ip = source.get("ip")
+    ip = src if src is not None else source.get("ip")
     ips = [ip] if ip and ip not in _UNSET_IPS else []
-    ip = destination.get("ip")
+    ip = dst if dst is not None else destination.get("ip")
     if ip and ip not in _UNSET_IPS and ip not in ips:
         ips.append(ip)
     if natsrc and natsrc not in ips:
@@ -534,10 +560,11 @@ def _tls(
         tls = {}
     version = get("tls_version")
     if version:
-        head = version.rstrip("0123456789.")
-        if head and head != version:
-            tls["version_protocol"] = head.lower()
-            tls["version"] = version[len(head) :]
+        split = _TLS_VERSIONS.get(version)
+        if split is None:
+            split = _tls_version(version)
+        if split[0]:
+            tls["version_protocol"], tls["version"] = split
         else:
             panw.setdefault("tls", {})["version"] = version
     if outcome in ("failure", "success"):
@@ -555,10 +582,12 @@ def _tls(
         x509["serial_number"] = serial.upper()
     value = get("notbefore")
     if value.__class__ is datetime:
-        x509["not_before"] = _iso(value)
+        e = _ISO_CACHE.get(id(value))
+        x509["not_before"] = e[1] if e is not None and e[0] is value else _iso(value)
     value = get("notafter")
     if value.__class__ is datetime:
-        x509["not_after"] = _iso(value)
+        e = _ISO_CACHE.get(id(value))
+        x509["not_after"] = e[1] if e is not None and e[0] is value else _iso(value)
     size = get("cert_size")
     if size.__class__ is int and size > 0:
         x509["public_key_size"] = size
@@ -576,6 +605,18 @@ def _tls(
         tls["server"] = server
     if tls:
         doc["tls"] = tls
+
+
+_TLS_VERSIONS: dict[str, tuple[str, str]] = {}
+
+
+def _tls_version(version: str) -> tuple[str, str]:
+    """ "TLS1.2" -> ("tls", "1.2"); ("", "") for a text without a protocol and a number."""
+    head = version.rstrip("0123456789.")
+    split = (head.lower(), version[len(head) :]) if head and head != version else ("", "")
+    if len(_TLS_VERSIONS) < 256:
+        _TLS_VERSIONS[version] = split
+    return split
 
 
 def _is_hex(text: str) -> bool:

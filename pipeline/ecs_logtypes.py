@@ -28,7 +28,7 @@ _FILE_SUBTYPES = frozenset({"file", "virus", "wildfire", "wildfire-virus", "data
 # "... server address 'x', auth protocol 'PAP', From: 192.0.2.7." (SYSTEM auth events).
 _FROM = re.compile(r"\bFrom: ([0-9A-Fa-f:.]+?)\.?\s*$")
 _URLS: dict[tuple[str, str], dict[str, Any] | None] = {}
-_URLS_MAX = 4096
+_URLS_MAX = 512
 
 Derive = Callable[[Mapping[str, Any], dict, dict, dict, dict], None]
 
@@ -48,13 +48,22 @@ def url_parts(text: str, scheme: str) -> dict[str, Any] | None:
     full = text if "://" in text else f"{scheme}://{text}"
     try:
         parts = urlsplit(full)
-        port = parts.port
+        netloc = parts.netloc
+        if "@" in netloc or "[" in netloc or netloc.count(":") > 1:
+            host, port = parts.hostname, parts.port
+        else:  # the common "host[:port]": read once rather than through two properties
+            host, _, digits = netloc.partition(":")
+            host = host.lower()
+            port = None
+            if digits:
+                if not (digits.isascii() and digits.isdigit() and int(digits) <= 65535):
+                    raise ValueError(f"not a port: {digits!r}")
+                port = int(digits)
     except ValueError:
-        parts, port = None, None
+        parts, host, port = None, None, None
     url: dict[str, Any] | None = None
-    if parts is not None and parts.hostname:
+    if parts is not None and host:
         # ECS keeps the brackets of an IPv6 literal in url.domain (RFC 2732).
-        host = parts.hostname
         domain = f"[{host}]" if ":" in host else host
         url = {"original": full, "full": full, "scheme": parts.scheme, "domain": domain}
         if port is not None:

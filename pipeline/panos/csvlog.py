@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 from pipeline.errors import ConfigError, ParseError
 from pipeline.panos.csv_line import split_csv
-from pipeline.panos.identity import check_serial, check_times, check_unreadable, stamp_agrees
+from pipeline.panos.identity import GOOD_SERIALS as _GOOD_SERIALS
+from pipeline.panos.identity import check_record, check_unreadable, stamp_agrees
 from pipeline.panos.layouts import (
     SKIP,
     Layout,
@@ -24,8 +25,10 @@ from pipeline.panos.values import (
     HEX_MAX,
     INT_MAX,
     INT_MIN,
+    known_offsets,
     line_zone,
     time_cache,
+    time_caches,
     to_ip,
     to_isotime,
     to_time,
@@ -35,7 +38,6 @@ _LOG_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{1,31}")
 # A release written out ("10.2") where PAN-OS writes its config version number (Strata
 # Logging Service's CSV forwarding).
 _RELEASE = re.compile(r"\d{1,2}\.\d{1,2}")
-_TIME_KEYS = ("time_generated", "receive_time", "high_res_timestamp")
 
 _LAYOUTS = layouts()
 _VARIANTS = layout_variants()
@@ -80,16 +82,20 @@ _FAILS = "(ValueError, OverflowError)"
 _SMALL_INTS: dict[str, int] = {str(i): i for i in range(4097)}
 
 
-def _to_int(on_failure: str) -> list[str]:
+def _to_int(on_failure: str, *, wide_as_text: bool = True) -> list[str]:
     """Source that sets ``x`` to the integer in ``v`` (small ones from a table), running
-    ``on_failure`` when ``v`` is not one."""
+    ``on_failure`` when ``v`` is not one; beyond 64 bits ``x`` is the text itself."""
+    wide = (
+        ["                if not _INT_MIN <= x <= _INT_MAX:", "                    x = v"]
+        if wide_as_text
+        else []
+    )
     return [
         "        x = _small_int(v)",
         "        if x is None:",
         "            try:",
         "                x = _int(v)",
-        "                if x > _INT_MAX or x < _INT_MIN:",
-        "                    x = v",
+        *wide,
         f"            except {_FAILS}:",
         f"                {on_failure}",
     ]
@@ -119,8 +125,8 @@ def _column_code(i: int, name: str, kind: str) -> list[str]:
         ]
     elif kind == "port":
         src += [
-            *_to_int("x = -1"),
-            "        if x.__class__ is int and 0 <= x <= 65535:",
+            *_to_int("x = -1", wide_as_text=False),
+            "        if 0 <= x <= 65535:",
             f"            rec[{key}] = x",
             "        else:",
             f"            {reject}",
@@ -187,12 +193,17 @@ def compile_builder(layout: Layout, width: int | None = None) -> Builder:
         # every local time of the line; the settings' zone only when the line carries none.
         src += [
             f"    v = row[{stamp}]",
-            "    tz = _line_zone(v) if v and line_zone else None",
+            "    tz = None",
+            '    if line_zone and v[10:11] == "T":',
+            "        tz = _offsets_get(v[-6:]) or _line_zone(v)",
             "    if tz is None:",
             f"        tz = {serial}",
         ]
     if any(c.type == "time" for c in columns):
-        src.append("    times_get = _time_cache(tz).get")
+        src += [
+            "    times = _time_caches_get(tz)",
+            "    times_get = (times if times is not None else _time_cache(tz)).get",
+        ]
     for i, col in enumerate(columns):
         if col.name != SKIP and col.type != "skip":
             src += _column_code(i, col.name, col.type)
@@ -207,7 +218,9 @@ def compile_builder(layout: Layout, width: int | None = None) -> Builder:
         "_time": to_time,
         "_isotime": to_isotime,
         "_time_cache": time_cache,
+        "_time_caches_get": time_caches().get,
         "_line_zone": line_zone,
+        "_offsets_get": known_offsets().get,
         "_INT_MIN": INT_MIN,
         "_INT_MAX": INT_MAX,
         "_HEX_MAX": HEX_MAX,
@@ -332,8 +345,19 @@ def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
         extra = row[total:]
         del row[total:]
     rec, invalid = build(row, tz_of)
-    stamp = rec.get("high_res_timestamp")
-    if stamp is not None and not stamp_agrees(stamp, rec.get("time_generated")):
+    get = rec.get
+    stamp, generated = get("high_res_timestamp"), get("time_generated")
+    if (
+        stamp is not None
+        and generated is not None
+        # the common answer first: the stamp is on the generated time's day
+        and (
+            stamp.day != generated.day
+            or stamp.month != generated.month
+            or stamp.year != generated.year
+        )
+        and not stamp_agrees(stamp, generated)
+    ):
         # A stamp that is not this event's time: read the line again in the settings' zone.
         rec, invalid = build(row, tz_of, False)
         rec.pop("high_res_timestamp", None)
@@ -348,15 +372,10 @@ def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
     if invalid is not None:
         check_unreadable(invalid, ports)
         rec["_invalid"] = invalid
-    if not any(k in rec for k in _TIME_KEYS):
-        raise ParseError(
-            "no time: receive, generated and high resolution times are empty",
-            error_type="bad_timestamp",
-        )
-    serial = rec.get("serial")
-    if serial is not None:
-        check_serial(serial)
-    check_times(rec.get("receive_time"), rec.get("time_generated"))
+    serial, received = get("serial"), get("receive_time")
+    # Spelt out for the common case (a serial seen before, times read from one text).
+    if (serial is not None and serial not in _GOOD_SERIALS) or received is not generated:
+        check_record(rec)
     rec["_format"] = "csv"
     rec["_layout"] = release
     return rec

@@ -29,12 +29,13 @@ MAX_AHEAD = timedelta(days=1)
 MAX_DELAY = timedelta(days=366)
 IDENTIFYING_TIMES = ("receive_time", "time_generated")
 
-_GOOD_SERIALS: set[str] = set()
-_GOOD_SERIALS_MAX = 4096
+# Serials that passed, so that a stream's usual few are checked once.
+GOOD_SERIALS: set[str] = set()
+GOOD_SERIALS_MAX = 4096
 
 
 def check_serial(serial: str) -> None:
-    if serial in _GOOD_SERIALS:
+    if serial in GOOD_SERIALS:
         return
     if serial not in _PLACEHOLDERS and (
         _SERIAL.fullmatch(serial) is None or not any(c.isdigit() for c in serial)
@@ -43,8 +44,8 @@ def check_serial(serial: str) -> None:
             f"serial number {serial[:64]!r} is not one (a shifted or foreign line)",
             error_type="bad_serial",
         )
-    if len(_GOOD_SERIALS) < _GOOD_SERIALS_MAX:
-        _GOOD_SERIALS.add(serial)
+    if len(GOOD_SERIALS) < GOOD_SERIALS_MAX:
+        GOOD_SERIALS.add(serial)
 
 
 def check_times(received: object, generated: object) -> None:
@@ -60,12 +61,30 @@ def check_times(received: object, generated: object) -> None:
         )
 
 
-def stamp_agrees(stamp: object, generated: object) -> bool:
+def stamp_agrees(stamp: datetime, generated: object) -> bool:
     """Whether the High Resolution Timestamp is the generated time (to the day): a placeholder
     there (1970-01-01 in some exports) must neither date the event nor give the line's zone."""
-    if stamp.__class__ is not datetime or generated.__class__ is not datetime:
+    if generated.__class__ is not datetime:
         return True
+    # Both are read in the line's offset: the same calendar day is the common answer.
+    if stamp.day == generated.day and stamp.month == generated.month:  # type: ignore[attr-defined]
+        return stamp.year == generated.year  # type: ignore[attr-defined]
     return abs(stamp - generated) <= MAX_AHEAD  # type: ignore[operator]
+
+
+def check_record(rec: Mapping[str, object]) -> None:
+    """The identifying fields of a mapped record (serial, receive and generated time)."""
+    get = rec.get
+    serial = get("serial")
+    if serial is not None and serial not in GOOD_SERIALS:
+        check_serial(serial)  # type: ignore[arg-type]
+    received, generated = get("receive_time"), get("time_generated")
+    if received is None and generated is None and "high_res_timestamp" not in rec:
+        raise ParseError(
+            "no time: receive, generated and high resolution times are empty",
+            error_type="bad_timestamp",
+        )
+    check_times(received, generated)
 
 
 def check_unreadable(bad: Mapping[str, str], ports: Collection[str]) -> None:

@@ -97,6 +97,11 @@ def line_zone(stamp: str) -> tzinfo | None:
     return tz
 
 
+def known_offsets() -> dict[str, tzinfo]:
+    """The offsets ``line_zone`` has met ("-08:00" -> zone), for a lookup without a call."""
+    return _LINE_OFFSETS
+
+
 def to_int(value: str, tz: tzinfo) -> int | str:
     n = int(value)
     return n if INT_MIN <= n <= INT_MAX else value
@@ -170,6 +175,11 @@ class _Absent(Exception):
     """A time value that means "no time" (epoch 0)."""
 
 
+def time_caches() -> dict[tzinfo, dict[str, datetime]]:
+    """Zone -> its time cache, for a lookup without a call (``time_cache`` makes new ones)."""
+    return _TIME_CACHES
+
+
 def time_cache(tz: tzinfo) -> dict[str, datetime]:
     """The (bounded) cache of times read in ``tz``: text -> datetime. The record builders look
     times up in it directly and call ``to_time`` only on a miss."""
@@ -214,9 +224,13 @@ def to_isotime(value: str, tz: tzinfo) -> datetime | None:
     """ISO-8601 with offset (high resolution timestamp); a naive value is taken in ``tz``.
     CEF writes the high-resolution time as "Jul 25 2019 23:30:12": what is not ISO-shaped is
     read as a PAN-OS time; an ISO-shaped text that is not a valid time is a ValueError."""
-    if _looks_iso(value):
-        return _iso_time(value, tz)
-    return to_time(value, tz)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        if _looks_iso(value):
+            raise
+        return to_time(value, tz)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=tz)
 
 
 CONVERTERS: dict[str, Converter | None] = {
