@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.ecs import document_id, to_ecs
 from pipeline.panos import parse_line
-from pipeline.sinks import es_setup
+from pipeline.sinks import es_templates
 from pipeline.sinks.elasticsearch import index_for
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ LINE = (
 @pytest.fixture
 def prefix(run_prefix, es_client) -> str:
     name = f"{run_prefix}-oversized".lower()
-    es_setup.setup_elasticsearch(es_client, name)
+    es_templates.setup_elasticsearch(es_client, name)
     yield name
     es_client.indices.delete(index=f"{name}-*", ignore_unavailable=True)
     es_client.indices.delete_index_template(name=name)
