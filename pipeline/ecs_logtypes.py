@@ -27,8 +27,9 @@ _UNSET_IPS = frozenset({"0.0.0.0", "::"})
 _FILE_SUBTYPES = frozenset({"file", "virus", "wildfire", "wildfire-virus", "data"})
 # "... server address 'x', auth protocol 'PAP', From: 192.0.2.7." (SYSTEM auth events).
 _FROM = re.compile(r"\bFrom: ([0-9A-Fa-f:.]+?)\.?\s*$")
-_URLS: dict[tuple[str, str], dict[str, Any] | None] = {}
-_URLS_MAX = 512
+# URL without query and fragment -> its ECS parts (scheme, domain, port, path, extension).
+_BASES: dict[str, dict[str, Any]] = {}
+_BASES_MAX = 1024
 
 Derive = Callable[[Mapping[str, Any], dict, dict, dict, dict], None]
 
@@ -42,48 +43,64 @@ def _action_outcome(action: object) -> str | None:
 def url_parts(text: str, scheme: str) -> dict[str, Any] | None:
     """ECS ``url.*`` of a URL PAN-OS logs without its scheme (``www.example.com/a?b=1``); the
     scheme is the session's. None when the text is not a URL."""
-    key = (text, scheme)
-    if key in _URLS:
-        return _URLS[key]
     full = text if "://" in text else f"{scheme}://{text}"
-    try:
-        parts = urlsplit(full)
-        netloc = parts.netloc
-        if "@" in netloc or "[" in netloc or netloc.count(":") > 1:
-            host, port = parts.hostname, parts.port
-        else:  # the common "host[:port]": read once rather than through two properties
-            host, _, digits = netloc.partition(":")
-            host = host.lower()
-            port = None
-            if digits:
-                if not (digits.isascii() and digits.isdigit() and int(digits) <= 65535):
-                    raise ValueError(f"not a port: {digits!r}")
-                port = int(digits)
-    except ValueError:
-        parts, host, port = None, None, None
-    url: dict[str, Any] | None = None
-    if parts is not None and host:
-        # ECS keeps the brackets of an IPv6 literal in url.domain (RFC 2732).
-        domain = f"[{host}]" if ":" in host else host
-        url = {"original": full, "full": full, "scheme": parts.scheme, "domain": domain}
-        if port is not None:
-            url["port"] = port
-        if parts.path:
-            url["path"] = parts.path
-            name = parts.path.rpartition("/")[2]
-            if "." in name:
-                url["extension"] = name.rpartition(".")[2].lower()
-        if parts.query:
-            url["query"] = parts.query
-        if parts.fragment:
-            url["fragment"] = parts.fragment
-    if len(_URLS) >= _URLS_MAX:
-        _URLS.clear()
-    _URLS[key] = url
+    if " " in full or not full.isprintable():
+        # urlsplit drops whitespace and control characters first: let it see all of it.
+        base, query, fragment = full, None, None
+    else:
+        # urlsplit cuts the fragment at the first "#", then the query at the first "?"; the
+        # rest (scheme, host, port, path) is split once per distinct base.
+        head, _, fragment = full.partition("#")
+        base, _, query = head.partition("?")
+    split = _BASES.get(base)
+    if split is None:
+        split = _split_base(base)
+    if split is _NOT_A_URL:
+        return None
+    url: dict[str, Any] = {"original": full, "full": full, **split}
+    if query is None:
+        return url
+    if query:
+        url["query"] = query
+    if fragment:
+        url["fragment"] = fragment
     return url
 
 
+_NOT_A_URL: dict[str, Any] = {}
+
+
+def _split_base(base: str) -> dict[str, Any]:
+    try:
+        parts = urlsplit(base)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        parts, host, port = None, None, None
+    split: dict[str, Any] = _NOT_A_URL
+    if parts is not None and host:
+        # ECS keeps the brackets of an IPv6 literal in url.domain (RFC 2732).
+        split = {"scheme": parts.scheme, "domain": f"[{host}]" if ":" in host else host}
+        if port is not None:
+            split["port"] = port
+        if parts.path:
+            split["path"] = parts.path
+            name = parts.path.rpartition("/")[2]
+            if "." in name:
+                split["extension"] = name.rpartition(".")[2].lower()
+        if parts.query:
+            split["query"] = parts.query
+        if parts.fragment:
+            split["fragment"] = parts.fragment
+    if len(_BASES) >= _BASES_MAX:
+        _BASES.clear()
+    _BASES[base] = split
+    return split
+
+
 def _is_ip(text: str) -> bool:
+    # Host names have a letter; IPv4 literals only digits and dots, IPv6 ones colons.
+    if not (":" in text or text.replace(".", "").isdigit()):
+        return False
     try:
         to_ip(text, None)  # type: ignore[arg-type]
     except ValueError:
