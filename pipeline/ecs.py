@@ -16,48 +16,26 @@ from typing import Any
 
 from pipeline.community_id import community_id, proto_number
 from pipeline.diagnosis import event_mode
+from pipeline.ecs_logtypes import ALLOWING_ACTIONS, DERIVE
 from pipeline.errors import ConfigError
-from pipeline.panos.layouts import SKIP, common_layout, layouts, session_labels_targets
+from pipeline.panos.layouts import (
+    SKIP,
+    common_layout,
+    flag_bits,
+    layouts,
+    log_types,
+    session_labels_targets,
+)
 
 ECS_VERSION = "8.17.0"
 _OBSERVER = {"vendor": "Palo Alto Networks", "product": "PAN-OS", "type": "firewall"}
 
-# Session flag bits (Elastic's default.yml, from the PAN-OS 10.2 log field docs) -> labels.*.
-_FLAG_BITS = (
-    (0x80000000, "pcap_included"),
-    (0x40000000, "connect_to_destination_host"),
-    (0x20000000, "file_submitted_to_wildfire"),
-    (0x10000000, "enterprise_credential_submission"),
-    (0x08000000, "source_flow_allow_list"),
-    (0x02000000, "ipv6_session"),
-    (0x01000000, "ssl_decrypted"),
-    (0x00800000, "url_filter_denied"),
-    (0x00400000, "nat_translated"),
-    (0x00200000, "captive_portal"),
-    (0x00100000, "non_standard_port_usage"),
-    (0x00080000, "x_forwarded_for"),
-    (0x00040000, "http_proxy"),
-    (0x00020000, "client_server_policy_based_forwarding"),
-    (0x00010000, "server_client_policy_based_forwarding"),
-    (0x00008000, "container_page"),
-    (0x00002000, "temporary_match"),
-    (0x00000800, "symmetric_return"),
-    (0x00000400, "decrypted_traffic"),
-    (0x00000100, "payload_outer_tunnel"),
-)
-_CATEGORY = {
-    "TRAFFIC": ("network",),
-    "DECRYPTION": ("network",),
-    "THREAT": ("network", "intrusion_detection"),
-    "SYSTEM": ("host",),
-    "CONFIG": ("configuration",),
-    "AUTH": ("authentication",),
-    "AUTHENTICATION": ("authentication",),
-    "GLOBALPROTECT": ("network", "authentication"),
-    "USERID": ("iam",),
-    "HIPMATCH": ("host",),
-    "SESSION": ("network",),
-}
+_LOG_TYPES = log_types()
+# (bit, label, claims decryption) of the Flags column (schemas/panos/flags.csv).
+_FLAG_BITS = tuple((f.bit, f.label, f.decrypted) for f in flag_bits())
+_DECRYPTED_LABELS = frozenset(f.label for f in flag_bits() if f.decrypted)
+_NO_DECRYPT = "No Decrypt"
+_NO_STAGE = frozenset({"", "Unknown", "unknown", "None", "none"})
 _TRAFFIC_TYPE = {"start": "start", "end": "end", "drop": "denied", "deny": "denied"}
 _TRAFFIC_ACTION = {
     "start": "flow_started",
@@ -76,6 +54,8 @@ _FAILED_END = frozenset(
         "resources-unavailable",
     }
 )
+# event.duration is in nanoseconds, a signed 64-bit integer.
+_MAX_DURATION_S = (2**63 - 1) // 1_000_000_000
 _NO_REASON = frozenset({"n/a", "unknown", ""})
 _NO_ERROR_INDEX = frozenset({"None", "none", ""})
 _UNSET_IPS = frozenset({"0.0.0.0", "::"})
@@ -103,11 +83,20 @@ _SPECIAL = frozenset(
         "proto",
         "device_name",
         "type",
+        # user names: source.user / destination.user with the domain split off, and user.*
+        "user",
+        # GlobalProtect: the client address is the private one, its NAT the public one
+        "private_ip",
+        "public_ip",
+        # CONFIG: the administrator's client (host.ip, or host.name when not an address)
+        "host",
+        "admin",
     }
 )
 
-# A target is (parent path, leaf key, is a time), e.g. (("source", "nat"), "ip", False).
-Target = tuple[tuple[str, ...], str, bool]
+# A target is (parent path, leaf key, time kind: 0 none, 1 local time, 2 stamp), e.g.
+# (("source", "nat"), "ip", 0).
+Target = tuple[tuple[str, ...], str, int]
 Fill = Callable[[Mapping[str, Any]], dict]
 
 
@@ -115,7 +104,9 @@ def _target(target: str, kind: str) -> Target:
     parts = tuple(target.split("."))
     if not all(parts):
         raise ConfigError(f"bad ECS target {target!r} in a layout file")
-    return parts[:-1], parts[-1], kind in ("time", "isotime")
+    # "time": local times, shared objects of the parser's time cache (their text is cached);
+    # "isotime": a stamp of its own per event (formatted, not cached).
+    return parts[:-1], parts[-1], {"time": 1, "isotime": 2}.get(kind, 0)
 
 
 def _build_targets() -> dict[str, dict[str, Target]]:
@@ -192,13 +183,25 @@ def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
     var[()] = "doc"
     src = ["def fill(rec):", "    get = rec.get", "    doc = {}"]
     src += [f"    {var[p]} = {{}}" for p in order]
-    for key, (parts, leaf, is_time) in targets.items():
-        value = "_iso(v) if v.__class__ is _datetime else v" if is_time else "v"
+    for key, (parts, leaf, time_kind) in targets.items():
         if parts in single:
-            store = f"{var[parts[:-1]]}[{parts[-1]!r}] = {{{leaf!r}: {value}}}"
+            store = f"{var[parts[:-1]]}[{parts[-1]!r}] = {{{leaf!r}: v}}"
         else:
-            store = f"{var[parts]}[{leaf!r}] = {value}"
-        src += [f"    v = get({key!r})", "    if v is not None:", f"        {store}"]
+            store = f"{var[parts]}[{leaf!r}] = v"
+        src += [f"    v = get({key!r})", "    if v is not None:"]
+        if time_kind == 1:
+            # The ISO text cache looked up inline: a call per time value costs more.
+            src += [
+                "        if v.__class__ is _datetime:",
+                "            e = _iso_cached(id(v))",
+                "            v = e[1] if e is not None and e[0] is v else _iso(v)",
+            ]
+        elif time_kind == 2:
+            src += [
+                "        if v.__class__ is _datetime:",
+                '            v = v.isoformat(timespec="milliseconds")',
+            ]
+        src.append(f"        {store}")
     for p in sorted(order, key=len, reverse=True):
         attach = f"{var[p[:-1]]}[{p[-1]!r}] = {var[p]}"
         if p in _ALWAYS or p in _MAYBE:
@@ -206,7 +209,11 @@ def _compile_fill(log_type: str, targets: Mapping[str, Target]) -> Fill:
         else:
             src += [f"    if {var[p]}:", f"        {attach}"]
     src.append(f"    return doc, {', '.join(var[p] for p in _HANDED)}")
-    namespace: dict[str, Any] = {"_iso": _iso, "_datetime": datetime}
+    namespace: dict[str, Any] = {
+        "_iso": _iso,
+        "_iso_cached": _ISO_CACHE.get,
+        "_datetime": datetime,
+    }
     exec(compile("\n".join(src), f"<ecs fill {log_type or 'common'}>", "exec"), namespace)
     return namespace["fill"]
 
@@ -221,15 +228,26 @@ _NETWORK = ("network",)
 def _labels(flags: int) -> dict[str, bool]:
     labels = _LABELS_CACHE.get(flags)
     if labels is None:
-        labels = {name: True for bit, name in _FLAG_BITS if flags & bit}
+        labels = {name: True for bit, name, _ in _FLAG_BITS if flags & bit}
         if len(_LABELS_CACHE) < 4096:
             _LABELS_CACHE[flags] = labels
     return labels.copy()
 
 
+def _handshake_seen(record: Mapping[str, Any]) -> bool:
+    """Whether the Handshake Stage columns say a handshake took place."""
+    get = record.get
+    return get("hs_stage_c2f", "") not in _NO_STAGE or get("hs_stage_f2s", "") not in _NO_STAGE
+
+
 def _user(value: str) -> dict[str, str]:
+    """``DOMAIN\\name`` and ``name@domain`` (User-ID's two spellings) -> ECS name and domain,
+    as Elastic's mapping splits them."""
     domain, sep, name = value.rpartition("\\")
     if sep and name:
+        return {"name": name, "domain": domain}
+    name, sep, domain = value.partition("@")
+    if sep and name and domain and "@" not in domain:
         return {"name": name, "domain": domain}
     return {"name": value}
 
@@ -256,6 +274,10 @@ def _outcome(log_type: str, record: Mapping[str, Any]) -> str | None:
     if log_type == "DECRYPTION":
         if record.get("error") or record.get("err_index", "None") not in _NO_ERROR_INDEX:
             return "failure"
+        if record.get("proxy_type") == _NO_DECRYPT:
+            # The firewall does not take part in a No Decrypt handshake: its TLS Version is
+            # what it saw go by; only handshake stages say the session got through.
+            return "success" if _handshake_seen(record) else "unknown"
         if record.get("tls_version") or record.get("hs_stage_c2f"):
             return "success"
         return "unknown"
@@ -295,18 +317,29 @@ def to_ecs(
     doc, event, observer, panw, source, destination, network = (
         _FILLS.get(log_type) or _FILL_COMMON
     )(record)
-    ts = _timestamp(record)
-    doc["@timestamp"] = _iso(ts or datetime.now(UTC))
+    ts = get("high_res_timestamp")
+    if ts.__class__ is datetime:
+        # Written once already, by the column's own target.
+        doc["@timestamp"] = panw.get("high_resolution_timestamp") or _iso(ts)
+    else:
+        doc["@timestamp"] = _iso(_timestamp(record) or datetime.now(UTC))
     doc["ecs"] = {"version": ECS_VERSION}
     observer.update(_OBSERVER)
-    event["kind"] = "alert" if log_type == "THREAT" else "event"
-    event["category"] = list(_CATEGORY.get(log_type, _NETWORK))
+    kind = _LOG_TYPES.get(log_type)
+    if kind is not None:
+        event["kind"] = kind.kind
+        event["category"] = list(kind.categories)
+    else:
+        event["kind"] = "event"
+        event["category"] = list(_NETWORK)
     event["module"] = "panw"
     event["dataset"] = "panw.panos"
     panw["type"] = log_type
     tg = get("time_generated")
     if tg.__class__ is datetime:
-        event["timezone"] = _offset(tg)
+        e = _ISO_CACHE.get(id(tg))
+        text = e[1] if e is not None and e[0] is tg else _iso(tg)
+        event["timezone"] = "Z" if text.endswith("+00:00") else text[-6:]
 
     # --- who and where ------------------------------------------------------------------
     host = get("device_name") or get("_host")
@@ -333,9 +366,11 @@ def to_ecs(
         if get("natdport"):
             nat["port"] = record["natdport"]
     users = []
-    user = get("srcuser")
+    user = get("srcuser") or get("user")
     if user:
         user = source["user"] = _user(user)
+        # ECS user.* is the user the event is about; Elastic's mapping copies source.user.
+        doc["user"] = dict(user)
         users.append(user["name"])
     user = get("dstuser")
     if user:
@@ -371,12 +406,16 @@ def to_ecs(
                     panw.setdefault("network", {})["nat"] = {"community_id": ncid}
 
     flags = get("flags")
-    if flags is not None:
-        labels = _labels(flags)
+    if flags.__class__ is int:
+        labels = _LABELS_CACHE.get(flags)
+        labels = labels.copy() if labels is not None else _labels(flags)
+        if labels and get("proxy_type") == _NO_DECRYPT:
+            for name in _DECRYPTED_LABELS:
+                labels.pop(name, None)
         if labels:
             doc["labels"] = labels
     actionflags = get("actionflags")
-    if actionflags is not None:
+    if actionflags.__class__ is int:
         panw["action_flags"] = hex(actionflags)
 
     # --- outcome --------------------------------------------------------------------------
@@ -404,7 +443,7 @@ def to_ecs(
     else:
         types = ["info"]
     if action:
-        verdict = "allowed" if action == "allow" else "denied"
+        verdict = "allowed" if action in ALLOWING_ACTIONS else "denied"
         if verdict not in types:
             types.append(verdict)
     event["type"] = types
@@ -415,10 +454,12 @@ def to_ecs(
         event["reason"] = reason
     if log_type == "TRAFFIC":
         elapsed = get("elapsed")
-        if isinstance(elapsed, int):
+        if elapsed.__class__ is int and 0 <= elapsed <= _MAX_DURATION_S:
             event["duration"] = elapsed * 1_000_000_000
-    elif log_type == "THREAT" and subtype == "url" and get("misc"):
-        doc["url"] = {"original": record["misc"]}
+    else:
+        derive = DERIVE.get(log_type)
+        if derive is not None:
+            derive(record, doc, event, source, destination)
 
     # --- TLS ------------------------------------------------------------------------------
     sni = get("sni")
@@ -427,14 +468,19 @@ def to_ecs(
 
     # --- related --------------------------------------------------------------------------
     related: dict[str, list[str]] = {}
-    # Spelt out rather than looped or comprehended: this runs for every event.
-    ips = [src] if src and src not in _UNSET_IPS else []
-    if dst and dst not in _UNSET_IPS and dst not in ips:
-        ips.append(dst)
+    # Spelt out rather than looped or comprehended: this runs for every event. The addresses
+    # are read back from the document, where every log type's columns have landed.
+    ip = src if src is not None else source.get("ip")
+    ips = [ip] if ip and ip not in _UNSET_IPS else []
+    ip = dst if dst is not None else destination.get("ip")
+    if ip and ip not in _UNSET_IPS and ip not in ips:
+        ips.append(ip)
     if natsrc and natsrc not in ips:
         ips.append(natsrc)
     if natdst and natdst not in ips:
         ips.append(natdst)
+    if log_type in _RELATED_ELSEWHERE:
+        _related_extra(doc, source, ips, users)
     if ips:
         related["ip"] = ips
     if host:
@@ -475,6 +521,26 @@ def to_ecs(
     return doc
 
 
+# Log types that write addresses or names outside source/destination (see ecs_logtypes).
+_RELATED_ELSEWHERE = frozenset({"CONFIG", "GLOBALPROTECT"})
+
+
+def _related_extra(doc: dict, source: dict, ips: list[str], users: list[str]) -> None:
+    """Addresses and names other log types write outside source/destination: a translated
+    client address (GlobalProtect), host.ip (CONFIG, GlobalProtect), the CONFIG administrator."""
+    nat = source.get("nat")
+    extra = [nat.get("ip")] if nat else []
+    host = doc.get("host")
+    if host:
+        extra += host.get("ip", ())
+    for ip in extra:
+        if ip and ip not in _UNSET_IPS and ip not in ips:
+            ips.append(ip)
+    user = doc.get("user")
+    if user and user["name"] not in users:
+        users.append(user["name"])
+
+
 def _offset(value: datetime) -> str:
     text = _iso(value)
     return "Z" if text.endswith("+00:00") else text[-6:]
@@ -494,10 +560,11 @@ def _tls(
         tls = {}
     version = get("tls_version")
     if version:
-        head = version.rstrip("0123456789.")
-        if head and head != version:
-            tls["version_protocol"] = head.lower()
-            tls["version"] = version[len(head) :]
+        split = _TLS_VERSIONS.get(version)
+        if split is None:
+            split = _tls_version(version)
+        if split[0]:
+            tls["version_protocol"], tls["version"] = split
         else:
             panw.setdefault("tls", {})["version"] = version
     if outcome in ("failure", "success"):
@@ -515,12 +582,14 @@ def _tls(
         x509["serial_number"] = serial.upper()
     value = get("notbefore")
     if value.__class__ is datetime:
-        x509["not_before"] = _iso(value)
+        e = _ISO_CACHE.get(id(value))
+        x509["not_before"] = e[1] if e is not None and e[0] is value else _iso(value)
     value = get("notafter")
     if value.__class__ is datetime:
-        x509["not_after"] = _iso(value)
+        e = _ISO_CACHE.get(id(value))
+        x509["not_after"] = e[1] if e is not None and e[0] is value else _iso(value)
     size = get("cert_size")
-    if size:
+    if size.__class__ is int and size > 0:
         x509["public_key_size"] = size
     cert_ver = get("cert_ver")
     if cert_ver and x509:
@@ -536,6 +605,18 @@ def _tls(
         tls["server"] = server
     if tls:
         doc["tls"] = tls
+
+
+_TLS_VERSIONS: dict[str, tuple[str, str]] = {}
+
+
+def _tls_version(version: str) -> tuple[str, str]:
+    """ "TLS1.2" -> ("tls", "1.2"); ("", "") for a text without a protocol and a number."""
+    head = version.rstrip("0123456789.")
+    split = (head.lower(), version[len(head) :]) if head and head != version else ("", "")
+    if len(_TLS_VERSIONS) < 256:
+        _TLS_VERSIONS[version] = split
+    return split
 
 
 def _is_hex(text: str) -> bool:

@@ -60,8 +60,13 @@ PARSE_ERROR_TYPES = frozenset(
         "too_few_columns",
         "bad_value",
         "bad_timestamp",
+        "bad_serial",
+        "unknown_log_type",
         "oversized",
         "parse",
+        # an exception the parser did not expect: a bug, never bad input; the dead letter's
+        # message names the exception class
+        "internal",
     }
 )
 

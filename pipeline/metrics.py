@@ -27,7 +27,8 @@ OTHER = "other"
 
 # --- closed label sets ---------------------------------------------------------------------
 
-# PAN-OS log types (upper case, as the parser's `type`), plus SESSION for `show session id`.
+# PAN-OS log types (upper case, as the parser's `type`: schemas/panos/logtypes.csv), plus
+# SESSION for `show session id`.
 LOG_TYPES = frozenset(
     {
         "TRAFFIC",
@@ -38,6 +39,7 @@ LOG_TYPES = frozenset(
         "HIPMATCH",
         "GLOBALPROTECT",
         "USERID",
+        "AUTHENTICATION",
         "AUTH",
         "TUNNEL",
         "SCTP",

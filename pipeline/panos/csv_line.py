@@ -38,8 +38,10 @@ def _split_quoted(body: str) -> list[str] | None:
         # The quote must open a column and close right before a comma (or the end).
         if out[-1] or rest[0] or parts[i].endswith("\\"):
             return None
-        out[-1] = parts[i]
-        out += rest[1:]
+        # rest[0] is the empty text before the comma: the quoted value takes its place.
+        rest[0] = parts[i]
+        out.pop()
+        out += rest
     return out
 
 

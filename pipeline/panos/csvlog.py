@@ -10,13 +10,38 @@ from typing import NamedTuple
 
 from pipeline.errors import ConfigError, ParseError
 from pipeline.panos.csv_line import split_csv
-from pipeline.panos.layouts import SKIP, Layout, common_layout, config_versions, layouts
-from pipeline.panos.values import time_cache, to_ip, to_isotime, to_time
+from pipeline.panos.identity import GOOD_SERIALS as _GOOD_SERIALS
+from pipeline.panos.identity import check_record, check_unreadable, stamp_agrees
+from pipeline.panos.layouts import (
+    SKIP,
+    Layout,
+    common_layout,
+    config_versions,
+    layout_variants,
+    layouts,
+    log_types,
+)
+from pipeline.panos.values import (
+    HEX_MAX,
+    INT_MAX,
+    INT_MIN,
+    known_offsets,
+    line_zone,
+    time_cache,
+    time_caches,
+    to_ip,
+    to_isotime,
+    to_time,
+)
 
 _LOG_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{1,31}")
-_TIME_KEYS = ("time_generated", "receive_time", "high_res_timestamp")
+# A release written out ("10.2") where PAN-OS writes its config version number (Strata
+# Logging Service's CSV forwarding).
+_RELEASE = re.compile(r"\d{1,2}\.\d{1,2}")
 
 _LAYOUTS = layouts()
+_VARIANTS = layout_variants()
+_LOG_TYPES = log_types()
 _COMMON = common_layout()
 _VERSIONS = config_versions()
 # Where the log type and config version sit: from the columns every log type shares.
@@ -32,6 +57,8 @@ def _choose(layout: Layout, config_ver: str, count: int) -> tuple[str, int]:
     choice = _CHOICE.get(key, False)
     if choice is False:
         release = _VERSIONS.get(config_ver)
+        if release is None and _RELEASE.fullmatch(config_ver):
+            release = config_ver
         choice = (release, layout.length_for(release)) if release is not None else None
         if len(_CHOICE) < 4096:
             _CHOICE[key] = choice
@@ -47,21 +74,28 @@ def _bad(bad: dict[str, str] | None, name: str, value: str) -> dict[str, str]:
     return bad
 
 
-Builder = Callable[[list[str], Callable[[str | None], tzinfo]], tuple[dict, dict | None]]
+# (row, serial -> zone, read the line's own zone?) -> (record, unreadable values or None)
+Builder = Callable[..., tuple[dict, dict | None]]
 _FAILS = "(ValueError, OverflowError)"
 # Most int columns hold small numbers written the canonical way (counts, lengths, flags
 # levels, well-known ports, key sizes): a lookup costs a quarter of int(); others call int().
 _SMALL_INTS: dict[str, int] = {str(i): i for i in range(4097)}
 
 
-def _to_int(on_failure: str) -> list[str]:
+def _to_int(on_failure: str, *, wide_as_text: bool = True) -> list[str]:
     """Source that sets ``x`` to the integer in ``v`` (small ones from a table), running
-    ``on_failure`` when ``v`` is not one."""
+    ``on_failure`` when ``v`` is not one; beyond 64 bits ``x`` is the text itself."""
+    wide = (
+        ["                if not _INT_MIN <= x <= _INT_MAX:", "                    x = v"]
+        if wide_as_text
+        else []
+    )
     return [
         "        x = _small_int(v)",
         "        if x is None:",
         "            try:",
         "                x = _int(v)",
+        *wide,
         f"            except {_FAILS}:",
         f"                {on_failure}",
     ]
@@ -78,7 +112,8 @@ def _column_code(i: int, name: str, kind: str) -> list[str]:
     if kind == "hex":
         src += [
             "        try:",
-            f"            rec[{key}] = _int(v, 16)",
+            "            x = _int(v, 16)",
+            f"            rec[{key}] = x if 0 <= x <= _HEX_MAX else v",
             f"        except {_FAILS}:",
             f"            {reject}",
         ]
@@ -90,7 +125,7 @@ def _column_code(i: int, name: str, kind: str) -> list[str]:
         ]
     elif kind == "port":
         src += [
-            *_to_int("x = -1"),
+            *_to_int("x = -1", wide_as_text=False),
             "        if 0 <= x <= 65535:",
             f"            rec[{key}] = x",
             "        else:",
@@ -148,14 +183,27 @@ def compile_builder(layout: Layout, width: int | None = None) -> Builder:
             f"{layout.source}: a layout needs a serial column (time zone per firewall)"
         )
     columns = layout.columns[: len(names) if width is None else width]
-    src = [
-        "def build(row, tz_of):",
-        "    rec = {}",
-        "    bad = None",
-        f"    tz = tz_of(row[{names.index('serial')}] or None)",
-    ]
+    src = ["def build(row, tz_of, line_zone=True):", "    rec = {}", "    bad = None"]
+    serial = f"tz_of(row[{names.index('serial')}] or None)"
+    stamp = next((i for i, c in enumerate(columns) if c.name == "high_res_timestamp"), None)
+    if stamp is None:
+        src.append(f"    tz = {serial}")
+    else:
+        # The line's own UTC offset (its High Resolution Timestamp) is the firewall's zone for
+        # every local time of the line; the settings' zone only when the line carries none.
+        src += [
+            f"    v = row[{stamp}]",
+            "    tz = None",
+            '    if line_zone and v[10:11] == "T":',
+            "        tz = _offsets_get(v[-6:]) or _line_zone(v)",
+            "    if tz is None:",
+            f"        tz = {serial}",
+        ]
     if any(c.type == "time" for c in columns):
-        src.append("    times_get = _time_cache(tz).get")
+        src += [
+            "    times = _time_caches_get(tz)",
+            "    times_get = (times if times is not None else _time_cache(tz)).get",
+        ]
     for i, col in enumerate(columns):
         if col.name != SKIP and col.type != "skip":
             src += _column_code(i, col.name, col.type)
@@ -170,6 +218,12 @@ def compile_builder(layout: Layout, width: int | None = None) -> Builder:
         "_time": to_time,
         "_isotime": to_isotime,
         "_time_cache": time_cache,
+        "_time_caches_get": time_caches().get,
+        "_line_zone": line_zone,
+        "_offsets_get": known_offsets().get,
+        "_INT_MIN": INT_MIN,
+        "_INT_MAX": INT_MAX,
+        "_HEX_MAX": HEX_MAX,
     }
     exec(compile("\n".join(src), f"<csv builder {layout.log_type}>", "exec"), namespace)
     return namespace["build"]
@@ -182,15 +236,19 @@ _BUILDERS: dict[tuple[str, int], Builder] = {}
 
 
 def _builder(layout: Layout, width: int) -> Builder:
-    key = (layout.log_type, width)
+    key = (layout.source.stem, width)
     build = _BUILDERS.get(key)
     if build is None:
         build = _BUILDERS[key] = compile_builder(layout, width)
     return build
 
 
-for _layout in (*_LAYOUTS.values(), _COMMON):
+for _layout in (*_LAYOUTS.values(), *(v for vs in _VARIANTS.values() for v in vs)):
     _builder(_layout, len(_layout.names))
+
+
+def _ports(layout: Layout) -> frozenset[str]:
+    return frozenset(c.name for c in layout.columns if c.type == "port")
 
 
 class _Plan(NamedTuple):
@@ -202,6 +260,11 @@ class _Plan(NamedTuple):
     expected: int  # columns of the release's layout (fewer: truncated)
     total: int  # columns of the whole layout (more: extra)
     build: Builder
+    ports: frozenset[str]
+    stamp_at: int  # column of the High Resolution Timestamp (-1: none)
+    # Log types with more than one layout: (column of Action Flags, plan) per layout, the
+    # first whose column holds "0x..." wins; None for the others.
+    choices: tuple[tuple[int, _Plan], ...] | None = None
 
 
 _PLANS: dict[tuple[str, str, int], _Plan] = {}
@@ -217,14 +280,52 @@ def _plan(row: list[str], count: int) -> _Plan:
             f"{count} columns: a PAN-OS CSV log has at least {_HEADER_COLUMNS}",
             error_type="too_few_columns",
         )
-    log_type = row[_TYPE_AT].upper()
-    layout = _LAYOUTS.get(log_type, _COMMON)
-    release, expected = _choose(layout, row[_CONFIG_AT], count)
-    total = len(layout.names)
-    plan = _Plan(log_type, release, expected, total, _builder(layout, min(count, total)))
+    known = _LOG_TYPES.get(row[_TYPE_AT].upper())
+    if known is None or known.name not in _LAYOUTS:
+        raise ParseError(
+            f"log type {row[_TYPE_AT][:32]!r} is not one PAN-OS writes",
+            error_type="unknown_log_type",
+        )
+    log_type = known.name
+    plan = _layout_plan(_LAYOUTS[log_type], log_type, row[_CONFIG_AT], count)
+    variants = _VARIANTS.get(log_type)
+    if variants:
+        plans = [plan] + [_layout_plan(v, log_type, row[_CONFIG_AT], count) for v in variants]
+        choices = tuple(
+            (p_layout.names.index("actionflags"), p)
+            for p_layout, p in zip((_LAYOUTS[log_type], *variants), plans, strict=True)
+        )
+        plan = plan._replace(choices=choices)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[row[_TYPE_AT], row[_CONFIG_AT], count] = plan
+    return plan
+
+
+def _layout_plan(layout: Layout, log_type: str, config_ver: str, count: int) -> _Plan:
+    release, expected = _choose(layout, config_ver, count)
+    total = len(layout.names)
+    stamp_at = (
+        layout.names.index("high_res_timestamp") if "high_res_timestamp" in layout.names else -1
+    )
+    return _Plan(
+        log_type,
+        release,
+        expected,
+        total,
+        _builder(layout, min(count, total)),
+        _ports(layout),
+        stamp_at,
+    )
+
+
+def _pick(plan: _Plan, row: list[str]) -> _Plan:
+    """The plan of the layout whose Action Flags column holds a hex value (the first one when
+    none does)."""
+    count = len(row)
+    for at, choice in plan.choices or ():
+        if at < count and row[at].startswith("0x"):
+            return choice
     return plan
 
 
@@ -236,25 +337,45 @@ def parse_csv(body: str, tz_of: Callable[[str | None], tzinfo]) -> dict:
         plan = _PLANS.get((row[_TYPE_AT], row[_CONFIG_AT], count))
     if plan is None:
         plan = _plan(row, count)
-    log_type, release, expected, total, build = plan
+    if plan.choices is not None:
+        plan = _pick(plan, row)
+    log_type, release, expected, total, build, ports, stamp_at, _ = plan
     extra = None
     if count > total:
         extra = row[total:]
         del row[total:]
     rec, invalid = build(row, tz_of)
+    get = rec.get
+    stamp, generated = get("high_res_timestamp"), get("time_generated")
+    if (
+        stamp is not None
+        and generated is not None
+        # the common answer first: the stamp is on the generated time's day
+        and (
+            stamp.day != generated.day
+            or stamp.month != generated.month
+            or stamp.year != generated.year
+        )
+        and not stamp_agrees(stamp, generated)
+    ):
+        # A stamp that is not this event's time: read the line again in the settings' zone.
+        rec, invalid = build(row, tz_of, False)
+        rec.pop("high_res_timestamp", None)
+        if invalid is None:
+            invalid = {}
+        invalid["high_res_timestamp"] = row[stamp_at]
     rec["type"] = log_type
     if extra is not None:
         rec["_extra"] = extra
     if count < expected:
         rec["_truncated"] = True
     if invalid is not None:
+        check_unreadable(invalid, ports)
         rec["_invalid"] = invalid
-        if not any(k in rec for k in _TIME_KEYS):
-            raise ParseError(
-                "no readable time: "
-                + ", ".join(f"{k}={v!r}" for k, v in invalid.items() if k in _TIME_KEYS),
-                error_type="bad_timestamp",
-            )
+    serial, received = get("serial"), get("receive_time")
+    # Spelt out for the common case (a serial seen before, times read from one text).
+    if (serial is not None and serial not in _GOOD_SERIALS) or received is not generated:
+        check_record(rec)
     rec["_format"] = "csv"
     rec["_layout"] = release
     return rec

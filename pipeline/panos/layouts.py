@@ -3,7 +3,12 @@
 One file per log type lists every column ever seen, in wire order, with its name (PAN-OS
 custom-log-format variable), target field, value type and the release that added it. The
 layout of a line is the prefix of that list for the line's release (from the config-version
-column) or, when the release is unknown, the longest prefix that the line fills."""
+column) or, when the release is unknown, the longest prefix that the line fills.
+
+A file ``<type>-<variant>.csv`` is another layout of the same log type (CONFIG in the custom
+format); a line takes the first layout whose Action Flags column holds a ``0x`` value there.
+``logtypes.csv`` names the log types and their other spellings, ``flags.csv`` the bits of the
+Flags column."""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from pipeline.resources import SCHEMAS
 LAYOUT_DIR = SCHEMAS / "panos"
 SKIP = "-"
 # Files that are not one log type's layout.
-_NOT_LAYOUTS = frozenset({"versions", "common", "cef", "leef", "json", "session"})
+_NOT_LAYOUTS = frozenset(
+    {"versions", "common", "cef", "leef", "json", "session", "logtypes", "flags"}
+)
+_VARIANT = "-"
 _FIELDS = ("name", "target", "type", "since")
 
 
@@ -125,17 +133,82 @@ def load_layout(path: Path, log_type: str | None = None) -> Layout:
     )
 
 
+def _layout_files(directory: Path) -> list[Path]:
+    return [p for p in sorted(directory.glob("*.csv")) if p.stem not in _NOT_LAYOUTS]
+
+
 @cache
 def layouts(directory: Path = LAYOUT_DIR) -> dict[str, Layout]:
     """Log type (upper case) -> Layout, for every layout file in ``directory``."""
     found = {
-        p.stem.upper(): load_layout(p)
-        for p in sorted(directory.glob("*.csv"))
-        if p.stem not in _NOT_LAYOUTS
+        p.stem.upper(): load_layout(p) for p in _layout_files(directory) if _VARIANT not in p.stem
     }
     if not found:
         raise ConfigError(f"no PAN-OS layout files in {directory}")
     return found
+
+
+@cache
+def layout_variants(directory: Path = LAYOUT_DIR) -> dict[str, tuple[Layout, ...]]:
+    """Log type -> its other layouts (``<type>-<variant>.csv``), in file name order."""
+    found: dict[str, tuple[Layout, ...]] = {}
+    known = layouts(directory)
+    for p in _layout_files(directory):
+        base, sep, _ = p.stem.partition(_VARIANT)
+        if not sep:
+            continue
+        log_type = base.upper()
+        if log_type not in known:
+            raise ConfigError(f"{p}: a variant of {log_type}, which has no layout file")
+        layout = load_layout(p, log_type)
+        if "actionflags" not in layout.names or "actionflags" not in known[log_type].names:
+            raise ConfigError(f"{p}: variants are told apart by their actionflags column")
+        found[log_type] = (*found.get(log_type, ()), layout)
+    return found
+
+
+@dataclass(frozen=True)
+class LogType:
+    name: str
+    kind: str
+    categories: tuple[str, ...]
+
+
+@cache
+def log_types(directory: Path = LAYOUT_DIR) -> dict[str, LogType]:
+    """Every spelling of a log type's name (upper case) -> LogType (``logtypes.csv``)."""
+    out: dict[str, LogType] = {}
+    for r in _read_rows(directory / "logtypes.csv"):
+        name = r["type"].strip().upper()
+        entry = LogType(name, r["kind"].strip(), tuple(r["category"].split()))
+        for spelling in (name, *r["aliases"].upper().split()):
+            if spelling in out:
+                raise ConfigError(f"logtypes.csv: {spelling!r} named twice")
+            out[spelling] = entry
+    missing = set(layouts(directory)) - set(out)
+    if missing:
+        raise ConfigError(f"logtypes.csv: no entry for the layouts of {sorted(missing)}")
+    return out
+
+
+@dataclass(frozen=True)
+class FlagBit:
+    bit: int
+    label: str
+    decrypted: bool
+
+
+@cache
+def flag_bits(directory: Path = LAYOUT_DIR) -> tuple[FlagBit, ...]:
+    """The bits of the Flags column and their labels (``flags.csv``), highest bit first."""
+    out: list[FlagBit] = []
+    for r in _read_rows(directory / "flags.csv"):
+        try:
+            bit = int(r["bit"], 16)
+        except ValueError as exc:
+            raise ConfigError(f"flags.csv: bad bit {r['bit']!r}") from exc
+        out.append(FlagBit(bit, r["label"].strip(), r["decrypted"].strip() == "yes"))
+    return tuple(out)
 
 
 @cache

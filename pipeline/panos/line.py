@@ -10,6 +10,7 @@ from pipeline.panos.cef import parse_cef
 from pipeline.panos.csvlog import parse_csv
 from pipeline.panos.detect import detect
 from pipeline.panos.jsonlog import parse_json
+from pipeline.panos.layouts import log_types
 from pipeline.panos.leef import parse_leef
 from pipeline.panos.session_text import parse_session
 from pipeline.panos.values import get_tz
@@ -17,6 +18,7 @@ from pipeline.syslog.framing import decode, split
 
 # Longer messages are not PAN-OS logs (the largest real ones are a few KiB).
 MAX_MESSAGE = 256 * 1024
+_LOG_TYPES = log_types()
 
 _PARSERS: dict[str, Callable[[str, Callable[[str | None], tzinfo]], dict]] = {
     "csv": parse_csv,
@@ -51,10 +53,17 @@ def parse_line(
             rec = parse_csv(body, resolver)
         else:
             rec = _PARSERS[detect(body)](body, resolver)
+            known = _LOG_TYPES.get(rec["type"])
+            if known is not None:
+                rec["type"] = known.name
     except (ParseError, ConfigError):
         raise
-    except Exception as exc:  # a parser bug on odd input must not stop the stream
-        raise ParseError(f"cannot parse: {type(exc).__name__}: {exc}", error_type="parse") from exc
+    except Exception as exc:
+        # A parser bug on odd input must not stop the stream, nor pass for bad input: its own
+        # error type, with the exception class, in the dead letter and the metrics.
+        raise ParseError(
+            f"internal error: {type(exc).__name__}: {exc}", error_type="internal"
+        ) from exc
     if host is not None:
         rec["_host"] = host
     if stime is not None:

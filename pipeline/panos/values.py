@@ -2,7 +2,10 @@
 
 Every converter has the signature ``(value: str, tz: tzinfo) -> object`` and raises
 ``ValueError`` on a value it cannot read (the caller keeps the raw text aside). Returning
-``None`` means "no value" (e.g. ``null``, or epoch 0 for an absent certificate date)."""
+``None`` means "no value" (e.g. ``null``, or epoch 0 for an absent certificate date).
+
+Integers outside the signed 64-bit range (Elasticsearch's ``long``; JSON encoders refuse
+wider ones) are kept as their text, so that one oversized counter does not cost the event."""
 
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ _IPV4 = re.compile(
 )
 _OFFSET = re.compile(r"(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?")
 _EPOCH_MS = 100_000_000_000  # beyond this an epoch number is in milliseconds
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# Bit fields (Action Flags 0x8000000000000000 = forwarded to Panorama) are unsigned 64-bit.
+HEX_MAX = 2**64 - 1
 _pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 
@@ -64,8 +70,41 @@ def get_tz(name: str) -> tzinfo:
     return tz
 
 
-def to_int(value: str, tz: tzinfo) -> int:
-    return int(value)
+_LINE_OFFSETS: dict[str, tzinfo] = {"+00:00": UTC}
+_LINE_OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
+
+
+def line_zone(stamp: str) -> tzinfo | None:
+    """The UTC offset an ISO-8601 time carries (``...T15:42:44.845-08:00`` -> UTC-8), as a
+    zone shared by every time of that offset; None when it carries none."""
+    if stamp[10:11] != "T":
+        return None
+    tail = stamp[-6:]
+    tz = _LINE_OFFSETS.get(tail)
+    if tz is not None:
+        return tz
+    if stamp[-1:] == "Z":
+        return UTC
+    if _LINE_OFFSET.fullmatch(tail) is None:
+        return None
+    hours, minutes = int(tail[1:3]), int(tail[4:6])
+    if hours > 23 or minutes > 59:
+        return None
+    delta = timedelta(hours=hours, minutes=minutes)
+    tz = timezone(-delta if tail[0] == "-" else delta)
+    if len(_LINE_OFFSETS) < 256:
+        _LINE_OFFSETS[tail] = tz
+    return tz
+
+
+def known_offsets() -> dict[str, tzinfo]:
+    """The offsets ``line_zone`` has met ("-08:00" -> zone), for a lookup without a call."""
+    return _LINE_OFFSETS
+
+
+def to_int(value: str, tz: tzinfo) -> int | str:
+    n = int(value)
+    return n if INT_MIN <= n <= INT_MAX else value
 
 
 def to_port(value: str, tz: tzinfo) -> int:
@@ -75,8 +114,9 @@ def to_port(value: str, tz: tzinfo) -> int:
     return port
 
 
-def to_hex(value: str, tz: tzinfo) -> int:
-    return int(value, 16)
+def to_hex(value: str, tz: tzinfo) -> int | str:
+    n = int(value, 16)
+    return n if 0 <= n <= HEX_MAX else value
 
 
 def to_ip(value: str, tz: tzinfo) -> str:
@@ -106,13 +146,16 @@ def _local_time(value: str, tz: tzinfo) -> datetime:
             int(value[17:19]),
             tzinfo=tz,
         )
-    if value[0].isdigit() and "T" in value and value[4:5] == "-":
-        return to_isotime(value, tz)
+    if _looks_iso(value):
+        return _iso_time(value, tz)
     if value.isdigit():
         n = int(value)
         if n == 0:
             raise _Absent
-        return datetime.fromtimestamp(n / 1000 if n >= _EPOCH_MS else n, UTC)
+        try:
+            return datetime.fromtimestamp(n / 1000 if n >= _EPOCH_MS else n, UTC)
+        except (OverflowError, OSError) as exc:  # beyond the platform's time range
+            raise ValueError(f"epoch time out of range: {value!r}") from exc
     head, _, zone = value.rpartition(" ")
     if head and zone.isalpha() and 2 <= len(zone) <= 5:
         # CEF-formatted times end in a zone abbreviation ("Jun 02 2016 11:31:20 GMT"); only
@@ -130,6 +173,11 @@ def _local_time(value: str, tz: tzinfo) -> datetime:
 
 class _Absent(Exception):
     """A time value that means "no time" (epoch 0)."""
+
+
+def time_caches() -> dict[tzinfo, dict[str, datetime]]:
+    """Zone -> its time cache, for a lookup without a call (``time_cache`` makes new ones)."""
+    return _TIME_CACHES
 
 
 def time_cache(tz: tzinfo) -> dict[str, datetime]:
@@ -161,20 +209,28 @@ def to_time(value: str, tz: tzinfo) -> datetime | None:
     return dt
 
 
+def _looks_iso(value: str) -> bool:
+    return value[:1].isdigit() and value[4:5] == "-" and "T" in value
+
+
+def _iso_time(value: str, tz: tzinfo) -> datetime:
+    """An ISO-8601 time (ValueError when it is not a valid one, e.g. month 13, hour 25); a
+    naive value is taken in ``tz``."""
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=tz)
+
+
 def to_isotime(value: str, tz: tzinfo) -> datetime | None:
-    """ISO-8601 with offset (high resolution timestamp); a naive value is taken in ``tz``."""
+    """ISO-8601 with offset (high resolution timestamp); a naive value is taken in ``tz``.
+    CEF writes the high-resolution time as "Jul 25 2019 23:30:12": what is not ISO-shaped is
+    read as a PAN-OS time; an ISO-shaped text that is not a valid time is a ValueError."""
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        # CEF writes the high-resolution time as "Jul 25 2019 23:30:12".
+        if _looks_iso(value):
+            raise
         return to_time(value, tz)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return dt
-
-
-def to_str(value: str, tz: tzinfo) -> str:
-    return value
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=tz)
 
 
 CONVERTERS: dict[str, Converter | None] = {

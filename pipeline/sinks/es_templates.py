@@ -29,11 +29,12 @@ COMPONENTS_DIR = ECS_DIR / "components"
 LAYOUTS_DIR = SCHEMAS / "panos"
 ALERTS_TEMPLATE = SCHEMAS / "alerts" / "index-template.json"
 
-# Layout column type -> Elasticsearch field type.
+# Layout column type -> Elasticsearch field type. The parser keeps an integer beyond 64 bits
+# as its text: ignore_malformed keeps the document (the text stays in _source).
 _LAYOUT_TYPES = {
     "str": {"type": "keyword", "ignore_above": 1024},
-    "int": {"type": "long"},
-    "hex": {"type": "long"},
+    "int": {"type": "long", "ignore_malformed": True},
+    "hex": {"type": "long", "ignore_malformed": True},
     "time": {"type": "date"},
     "isotime": {"type": "date"},
     "ip": {"type": "ip"},

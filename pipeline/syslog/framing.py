@@ -36,11 +36,17 @@ _BSD = re.compile(
 _TAG = re.compile(r"[A-Za-z][\w.\-/]{0,47}(?:\[\d+\])?: ")
 # The start of a PAN-OS CSV record, found by its structure: FUTURE_USE, receive time, serial
 # (may be empty), log type. Receive times are "YYYY/MM/DD hh:mm:ss" (some exports write
-# "M/D/YY hh:mm").
+# "M/D/YY hh:mm"; Strata Logging Service's CSV forwarding writes ISO 8601 and a number of its
+# own in FUTURE_USE).
 _RECORD = re.compile(
-    r"\d{1,3},(?:\d{4}/\d{1,2}/\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}) \d{1,2}:\d{2}(?::\d{2})?,"
+    r"\d{1,12},(?:(?:\d{4}/\d{1,2}/\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}) \d{1,2}:\d{2}(?::\d{2})?"
+    r"|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?),"
     r"[^,\s]*,[A-Z][A-Z0-9_-]{1,31},"
 )
+# A relay that forwards the whole syslog message puts its own header before the firewall's
+# ("Apr 22 08:17:35 relay <14>Apr 22 08:17:36 Panorama 1,2019/04/22 ..."): the header nearest
+# the record is the firewall's.
+_INNER_PRI = re.compile(r"<\d{1,3}>")
 # How far into a message a PAN-OS record is looked for behind an unknown prefix.
 _SEARCH_LIMIT = 512
 _OTHER_STARTS = ("CEF:", "LEEF:", "{")
@@ -140,7 +146,13 @@ def _after_prefix(
         return text[at:], host, ts
     found = _RECORD.search(text, at, at + _SEARCH_LIMIT + 80)
     if found is not None:
-        return text[found.start() :], host, ts
+        start = found.start()
+        inner = text.rfind("<", at, start)
+        if inner >= 0 and _INNER_PRI.match(text, inner):
+            body, inner_host, inner_ts = split(text[inner:])
+            if len(body) == len(text) - start:
+                return body, inner_host or host, inner_ts or ts
+        return text[start:], host, ts
     if tag is not None:
         at = tag.end()
     return text[at:], host, ts

@@ -280,6 +280,10 @@ def _leaves(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _is_oversized_integer(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip("-").isdigit() and abs(int(value)) >= 2**63
+
+
 def _golden_documents() -> list[dict[str, Any]]:
     docs = []
     for path in sorted(GOLDEN.glob("*.expected.json")):
@@ -301,6 +305,8 @@ def test_every_emitted_field_is_ecs_with_a_compatible_type() -> None:
                 continue
             seen.add(path)
             assert path in types, f"{path} is not an ECS field"
+            if _is_oversized_integer(value) and types[path] in _COMPATIBLE[int]:
+                continue  # kept as text beyond 64 bits; the index ignores it as malformed
             assert types[path] in _COMPATIBLE[type(value)], (
                 f"{path}: {type(value).__name__} vs {types[path]}"
             )
@@ -312,3 +318,87 @@ def _get(doc: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         value = value[part]
     return value
+
+
+# --- fixes found on real device lines ---------------------------------------------------------
+SEKOIA_NO_DECRYPT = (
+    (GOLDEN / "sample-sekoia-decryption-csv.log").read_text(encoding="utf-8").splitlines()[1]
+)
+
+
+def test_times_of_one_line_agree_without_a_zone_setting() -> None:
+    # The Elastic sample was logged at UTC-8: its High Resolution Timestamp says so, and every
+    # local time of the line is read in that offset (no default_timezone given: UTC).
+    doc = to_ecs(parse_line(ELASTIC_LINE))
+    assert doc["@timestamp"] == "2021-11-11T15:42:44.845-08:00"
+    assert doc["event"]["created"] == "2021-11-11T15:42:44.000-08:00"
+    assert doc["event"]["timezone"] == "-08:00"
+    assert doc["panw"]["panos"]["logged_time"] == "2021-11-11T15:42:44.000-08:00"
+    assert ",2021/11/11 15:21:28,2022/11/11 15:21:28," in ELASTIC_LINE
+    x509 = doc["tls"]["server"]["x509"]
+    assert x509["not_before"] == "2021-11-11T15:21:28.000-08:00"
+    assert x509["not_after"] == "2022-11-11T15:21:28.000-08:00"
+
+
+def test_no_decrypt_record_is_not_called_decrypted() -> None:
+    # A real 10.2 No Decrypt line with flags 0x400400 and handshake stages "Unknown".
+    record = parse_line(SEKOIA_NO_DECRYPT)
+    assert record["proxy_type"] == "No Decrypt" and record["flags"] == 0x400400
+    doc = to_ecs(record)
+    assert doc["labels"] == {"nat_translated": True}
+    assert "established" not in doc["tls"]
+    assert doc["event"]["outcome"] == "unknown"
+
+
+def test_decrypted_traffic_is_the_ssl_decrypted_bit() -> None:
+    # KB "How to Determine if Session was Decrypted Based on Flags": 0x01000000.
+    line = ELASTIC_LINE.replace(",0x1400000,", ",0x400400,")
+    labels = to_ecs(parse_line(line))["labels"]
+    assert "decrypted_traffic" not in labels and "ssl_decrypted" not in labels
+    assert labels["decrypt_mirror"] is True
+    labels = to_ecs(parse_line(ELASTIC_LINE))["labels"]
+    assert labels["decrypted_traffic"] is True and labels["ssl_decrypted"] is True
+
+
+def test_integers_beyond_64_bits_keep_the_document() -> None:
+    line = ELASTIC_LINE.replace(",33288,1,49908,", ",33288,184467440737095516161,49908,")
+    record = parse_line(line)
+    assert record["repeatcnt"] == "184467440737095516161"
+    doc = to_ecs(record)
+    assert orjson.loads(orjson.dumps(doc))["panw"]["panos"]["repeat_count"] == (
+        "184467440737095516161"
+    )
+    assert doc["source"]["ip"] == "81.2.69.145"
+
+
+def test_threat_url_is_split() -> None:
+    line = (
+        "1,2026/11/27 10:00:01,013201000001,THREAT,url,2562,2026/11/27 10:00:00,192.0.2.10,"
+        "203.0.113.20,,,allow-web,,,web-browsing,vsys1,trust,untrust,ethernet1/2,ethernet1/1,,,"
+        "123456,1,51000,80,0,0,0x0,tcp,reset-both,"
+        '"Shop.Example.test:8080/a/b/c.PHP?x=1&y=2#frag",(9999),shopping,informational,'
+        "client-to-server,7300000000000000001,0x0"
+    )
+    doc = to_ecs(parse_line(line))
+    assert doc["url"] == {
+        "original": "http://Shop.Example.test:8080/a/b/c.PHP?x=1&y=2#frag",
+        "full": "http://Shop.Example.test:8080/a/b/c.PHP?x=1&y=2#frag",
+        "scheme": "http",
+        "domain": "shop.example.test",
+        "port": 8080,
+        "path": "/a/b/c.PHP",
+        "extension": "php",
+        "query": "x=1&y=2",
+        "fragment": "frag",
+    }
+    assert doc["destination"]["domain"] == "shop.example.test"
+    assert doc["event"]["outcome"] == "failure"
+    assert doc["event"]["action"] == "reset-both"
+
+
+def test_system_auth_client_address_is_the_source() -> None:
+    line = (GOLDEN / "sample-sekoia-system.log").read_text(encoding="utf-8").splitlines()[1]
+    doc = to_ecs(parse_line(line))
+    assert doc["source"]["ip"] == "1.2.3.4"
+    assert doc["event"]["outcome"] == "success"
+    assert "1.2.3.4" in doc["related"]["ip"]

@@ -118,3 +118,22 @@ def test_receive_time_in_short_form_is_found_without_host() -> None:
 def test_host_names_that_start_with_digits_stay_host_names() -> None:
     assert split_header(f"Nov 27 10:00:01 10.1.2.3 {BODY}").host == "10.1.2.3"
     assert split_header(f"Nov 27 10:00:01 1fw {BODY}").host == "1fw"
+
+
+def test_a_relayed_header_gives_the_firewall_host_and_time() -> None:
+    # A relay that forwards the whole message puts its own header first (Splunk_TA_paloalto
+    # issue 45, a Panorama CONFIG line): the header nearest the record is the sender's.
+    message = f"Apr 22 08:17:35 relay-01 <14>Apr 22 08:17:36 Panorama.Company {BODY}"
+    assert split_header(message) == (BODY, "Panorama.Company", "Apr 22 08:17:36")
+
+
+def test_strata_csv_record_is_found_by_its_structure() -> None:
+    # Strata Logging Service's CSV forwarding: its own number in FUTURE_USE, ISO 8601 times,
+    # "no-serial" (elastic/integrations test-panw-panos-globalprotect-sample.log).
+    body = (
+        "931201168,2021-11-09T21:45:36.000000Z,no-serial,GLOBALPROTECT,globalprotect,9.1,"
+        "2021-11-09T21:45:14.000000Z,vsys1"
+    )
+    assert split_header(f"Nov 30 16:09:08 {body}") == (body, None, "Nov 30 16:09:08")
+    assert split_header(f"<14>Nov 30 16:09:08 lf-01 {body}").body == body
+    assert split_header(body).body == body

@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "pipeline.diagnosis",
             "pipeline.community_id",
             "pipeline.ecs",
+            "pipeline.ecs_logtypes",
             "pipeline.ocsf",
             "pipeline.correlate",
             "pipeline.alerting",

@@ -47,6 +47,8 @@ def make_line(log_type: str, config_ver: str, count: int, **values: str) -> str:
         ('a,"say ""hi""",d', ["a", 'say "hi"', "d"]),
         ("a,{1,2,3},d", ["a", "{1,2,3}", "d"]),
         ('a,\\"x,y\\",d', ["a", "x,y", "d"]),
+        # only the closing quote backslash-escaped: the whole line takes the escape-aware path
+        ('a,"b,c\\",d', ["a", "b,c", "d"]),
         ('a,"open,d', ["a", '"open', "d"]),
         ("a,{open,d", ["a", "{open", "d"]),
         ('a,"b",', ["a", "b", ""]),
@@ -125,7 +127,8 @@ def test_values_are_typed() -> None:
     assert rec["time_generated"] == datetime(
         2026, 11, 27, 10, 0, 0, tzinfo=rec["time_generated"].tzinfo
     )
-    assert rec["time_generated"].utcoffset() == timedelta(0)
+    # Local times are read in the offset the line's High Resolution Timestamp carries.
+    assert rec["time_generated"].utcoffset() == timedelta(hours=1)
     assert rec["high_res_timestamp"] == datetime(
         2026, 11, 27, 10, 0, 0, 123000, tzinfo=timezone(timedelta(hours=1))
     )
@@ -141,12 +144,66 @@ def test_firewall_time_zone_from_serial() -> None:
     assert rec["time_generated"].utcoffset() == timedelta(hours=-8)
 
 
+def test_line_offset_wins_over_the_settings() -> None:
+    # The firewall's own offset for this record; the settings are for lines without one.
+    line = make_line("TRAFFIC", "2562", 115, high_res_timestamp="2026-11-27T10:00:00.5-08:00")
+    rec = parse_line(line, default_tz="UTC", tz_for={"013201000001": "Asia/Tokyo"}.get)
+    for key in ("time_generated", "receive_time", "high_res_timestamp"):
+        assert rec[key].utcoffset() == timedelta(hours=-8), key
+
+
 def test_bad_values_are_set_aside_not_fatal() -> None:
-    rec = parse_line(
-        make_line("DECRYPTION", "2562", 107, sport="99999", sessionid="abc", src="not-an-ip")
-    )
-    assert rec["_invalid"] == {"sport": "99999", "sessionid": "abc", "src": "not-an-ip"}
-    assert "sport" not in rec and "src" not in rec
+    rec = parse_line(make_line("DECRYPTION", "2562", 107, sessionid="abc", src="not-an-ip"))
+    assert rec["_invalid"] == {"sessionid": "abc", "src": "not-an-ip"}
+    assert "sessionid" not in rec and "src" not in rec
+
+
+@pytest.mark.parametrize(
+    ("values", "error_type"),
+    [
+        ({"sport": "99999"}, "bad_value"),
+        ({"dport": "-1"}, "bad_value"),
+        ({"serial": "USERID"}, "bad_serial"),
+        ({"serial": "2026/11/27 10:00:00"}, "bad_serial"),
+        ({"time_generated": "2388/04/28 10:00:00"}, "bad_timestamp"),
+        ({"time_generated": "2024/11/26 09:00:00"}, "bad_timestamp"),
+        ({"receive_time": "not a time"}, "bad_timestamp"),
+        ({"time_generated": "2026/13/27 10:00:00"}, "bad_timestamp"),
+        ({"type": "NOTATYPE"}, "unknown_log_type"),
+    ],
+)
+def test_a_record_whose_identifying_fields_do_not_hold_is_refused(
+    values: dict[str, str], error_type: str
+) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_line(make_line("TRAFFIC", "2562", 115, **values))
+    assert info.value.error_type == error_type
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"serial": ""},  # some firewalls and Panorama leave it empty
+        {"serial": "no-serial"},  # Strata Logging Service
+        {"serial": "007XXXXX341044"},  # anonymised
+        {"time_generated": "2026/11/27 09:59:00", "receive_time": "2026/11/28 09:00:00"},
+        {"time_generated": "2026/11/27 10:30:00", "receive_time": "2026/11/27 10:00:00"},
+    ],
+)
+def test_plausible_identifying_fields_are_kept(values: dict[str, str]) -> None:
+    rec = parse_line(make_line("TRAFFIC", "2562", 115, **values))
+    assert rec["type"] == "TRAFFIC"
+
+
+def test_integers_beyond_64_bits_are_kept_as_text() -> None:
+    big = str(2**64 + 5)
+    rec = parse_line(make_line("TRAFFIC", "2562", 115, seqno=big, bytes="18446744073709551616"))
+    assert rec["seqno"] == big
+    assert rec["bytes"] == "18446744073709551616"
+    assert rec["sessionid"] == 42
+    # Bit fields are unsigned: the "forwarded to Panorama" action flag is the top bit.
+    rec = parse_line(make_line("TRAFFIC", "2562", 115, actionflags="0x8000000000000000"))
+    assert rec["actionflags"] == 2**63
 
 
 def test_ipv6_is_canonical() -> None:
@@ -163,6 +220,7 @@ def test_ipv6_is_canonical() -> None:
         ("1,2,3", "not_panos"),
         ("1,2026/11/27 10:00:01,0132,TRAFFIC,end", "too_few_columns"),
         ("1,x,0132,TRAFFIC,end,2562,y,192.0.2.1", "bad_timestamp"),
+        ("1,,0132,TRAFFIC,end,2562,,192.0.2.1", "bad_timestamp"),
     ],
 )
 def test_errors(line: str, error_type: str) -> None:
@@ -177,13 +235,46 @@ def test_oversized_message() -> None:
     assert info.value.error_type == "oversized"
 
 
-def test_other_log_types_keep_common_columns() -> None:
+def test_log_types_are_read_by_their_own_layout() -> None:
     rec = parse_line(
         "1,2026/11/27 10:00:02,013201000001,CONFIG,0,2562,2026/11/27 10:00:02,192.0.2.50,,set,admin"
     )
-    assert rec["type"] == "CONFIG"
-    assert rec["serial"] == "013201000001"
-    assert rec["_extra"] == ["192.0.2.50", "", "set", "admin"]
+    assert (rec["type"], rec["host"], rec["cmd"], rec["admin"]) == (
+        "CONFIG",
+        "192.0.2.50",
+        "set",
+        "admin",
+    )
+
+
+@pytest.mark.parametrize(
+    ("spelling", "name"), [("HIP-MATCH", "HIPMATCH"), ("AUTH", "AUTHENTICATION")]
+)
+def test_other_spellings_of_a_log_type(spelling: str, name: str) -> None:
+    rec = parse_line(f"1,2026/11/27 10:00:02,013201000001,{spelling},0,2562,2026/11/27 10:00:02")
+    assert rec["type"] == name
+
+
+CONFIG_DEFAULT = (
+    "1,2026/11/27 10:00:02,013201000001,CONFIG,0,2562,2026/11/27 10:00:02,192.0.2.50,vsys1,edit,"
+    "admin,Web,Succeeded, vsys  vsys1 address  a1,131,0x0,0,0,0,0,,fw-edge-01,0,,0,"
+    '2026-11-27T10:00:02.421+01:00,"a1 { ip-netmask 192.0.2.1; } ","a1 { ip-netmask 192.0.2.2; } "'
+)
+CONFIG_CUSTOM = (
+    "1,2026/11/27 10:00:02,013201000001,CONFIG,0,2562,2026/11/27 10:00:02,192.0.2.50,vsys1,edit,"
+    'admin,Web,Succeeded, vsys  vsys1 address  a1,"a1 { ip-netmask 192.0.2.1; } ",'
+    '"a1 { ip-netmask 192.0.2.2; } ",131,0x0,0,0,0,0,,fw-edge-01,0,,0,2026-11-27T10:00:02.421+01:00'
+)
+
+
+@pytest.mark.parametrize("line", [CONFIG_DEFAULT, CONFIG_CUSTOM])
+def test_config_default_and_custom_formats(line: str) -> None:
+    rec = parse_line(line)
+    assert rec["seqno"] == 131 and rec["actionflags"] == 0
+    assert rec["before_change_detail"] == "a1 { ip-netmask 192.0.2.1; } "
+    assert rec["after_change_detail"] == "a1 { ip-netmask 192.0.2.2; } "
+    assert rec["device_name"] == "fw-edge-01"
+    assert "_invalid" not in rec and "_extra" not in rec
 
 
 def test_meta_keys() -> None:

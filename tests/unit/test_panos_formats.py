@@ -202,3 +202,29 @@ def test_fragment_without_session_line() -> None:
     rec = parse_line("    tracker stage firewall : Aged out\n    end-reason : aged-out")
     assert rec["tracker_stage_firewall"] == "Aged out"
     assert "sessionid" not in rec
+
+
+def test_cef_unescapes_newlines() -> None:
+    # CEF extension values escape a line break as \n (ArcSight CEF spec, "Character encoding").
+    assert parse_extension(r"msg=first\nsecond cs1=a\\nb") == [
+        ("msg", "first\nsecond"),
+        ("cs1", "a\\nb"),
+    ]
+
+
+def test_none_none_is_no_value_in_key_value_renderings() -> None:
+    # Strata Logging Service writes "None:None" for an absent user.
+    rec = parse_line(
+        JSON.replace('"Rule":"allow-web"', '"Rule":"allow-web","SourceUser":"None:None"')
+    )
+    assert "srcuser" not in rec
+    assert "srcuser" not in parse_line(LEEF + "^usrName=None:None")
+
+
+@pytest.mark.parametrize("bad", ["2026-13-27T10:00:00Z", "2026-11-27T25:00:00Z"])
+def test_an_invalid_iso_time_is_set_aside_not_a_crash(bad: str) -> None:
+    # Month 13 and hour 25 once sent the time converters into endless recursion.
+    rec = parse_line(LEEF.replace("TimeGenerated=2026-11-27T10:00:00Z", f"TimeGenerated={bad}"))
+    assert rec["_invalid"] == {"time_generated": bad}
+    assert "time_generated" not in rec
+    assert rec["type"] == "DECRYPTION" and rec["sessionid"] == 123456

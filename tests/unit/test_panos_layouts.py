@@ -11,13 +11,30 @@ from pipeline.panos.layouts import (
     LAYOUT_DIR,
     SKIP,
     config_versions,
+    flag_bits,
     key_map,
+    layout_variants,
     layouts,
     load_layout,
+    log_types,
     session_labels,
 )
 
 EXPECTED_COLUMNS = {"DECRYPTION": 108, "TRAFFIC": 130, "THREAT": 123, "SYSTEM": 26}
+# Columns of the format strings of the Syslog Field Descriptions (release of the page): counted
+# by hand from the docs, not from the layout files.
+DOCUMENTED_COLUMNS = {
+    ("USERID", "11.0"): 37,
+    ("AUTHENTICATION", "11.0"): 47,
+    ("HIPMATCH", "10.2"): 31,
+    ("GLOBALPROTECT", "11.0"): 50,
+    ("IPTAG", "10.2"): 26,
+    ("CORRELATION", "10.0"): 22,
+    ("TUNNEL", "11.1"): 84,
+    ("GTP", "10.0"): 84,
+    ("SCTP", "10.2"): 65,
+    ("CONFIG", "10.0"): 26,  # 10.1+ logs add Before/After Change Detail at the end
+}
 
 
 def test_every_layout_names_its_source_and_known_lengths() -> None:
@@ -27,6 +44,44 @@ def test_every_layout_names_its_source_and_known_lengths() -> None:
         assert len(layout.columns) == count
         header = layout.source.read_text(encoding="utf-8").splitlines()[:3]
         assert any("https://docs.paloaltonetworks.com/" in line for line in header)
+
+
+@pytest.mark.parametrize(("log_type", "release"), sorted(DOCUMENTED_COLUMNS))
+def test_layouts_have_the_documented_columns(log_type: str, release: str) -> None:
+    layout = layouts()[log_type]
+    assert layout.length_for(release) == DOCUMENTED_COLUMNS[log_type, release]
+    header = layout.source.read_text(encoding="utf-8").splitlines()[:3]
+    assert any("https://docs.paloaltonetworks.com/" in line for line in header)
+
+
+def test_config_custom_format_is_a_variant_with_the_details_after_the_path() -> None:
+    [custom] = layout_variants()["CONFIG"]
+    names = custom.names
+    assert names[13:16] == ("path", "before_change_detail", "after_change_detail")
+    assert len(names) == 28
+    default = layouts()["CONFIG"].names
+    assert default[13:15] == ("path", "seqno")
+    assert set(default) == set(names)
+
+
+def test_every_log_type_is_named_with_its_spellings_and_is_a_metric_label() -> None:
+    from pipeline.metrics import LOG_TYPES
+
+    types = log_types()
+    assert set(layouts()) <= {t.name for t in types.values()}
+    assert types["HIP-MATCH"].name == "HIPMATCH"
+    assert types["AUTH"].name == "AUTHENTICATION"
+    assert types["START"].name == types["END"].name == "TUNNEL"
+    assert {t.name for t in types.values()} <= LOG_TYPES
+
+
+def test_flag_bits_follow_the_docs() -> None:
+    bits = {f.label: (f.bit, f.decrypted) for f in flag_bits()}
+    # KB kA10g000000Cm1JCAS: 0x01000000 = decrypted by forward proxy.
+    assert bits["decrypted_traffic"] == (0x01000000, True)
+    assert bits["ssl_decrypted"] == (0x01000000, True)
+    assert bits["nat_translated"] == (0x00400000, False)
+    assert bits["decrypt_mirror"] == (0x00000400, True)
 
 
 def _keys(text: str) -> list[str]:

@@ -5,7 +5,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.panos.values import get_tz, to_hex, to_ip, to_isotime, to_port, to_time
+from pipeline.panos.values import (
+    get_tz,
+    line_zone,
+    to_hex,
+    to_int,
+    to_ip,
+    to_isotime,
+    to_port,
+    to_time,
+)
 
 PARIS = get_tz("Europe/Paris")
 
@@ -57,9 +66,45 @@ def test_numbers_and_addresses() -> None:
         to_port("65536", UTC)
     assert to_ip("192.0.2.1", UTC) == "192.0.2.1"
     assert to_ip("2001:DB8::0:1", UTC) == "2001:db8::1"
+    # A link-local address with its zone (interface): the zone is not part of the address.
+    assert to_ip("fe80::1%ethernet1/1", UTC) == "fe80::1"
     for bad in ("256.1.1.1", "XXX.XXX.XXX.XXX", "192.0.2"):
         with pytest.raises(ValueError):
             to_ip(bad, UTC)
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-13-03T19:09:43.654+01:00", "2024-11-03T25:09:43", "2024-11-32T10:00:00Z"]
+)
+def test_invalid_iso_times_are_value_errors(text: str) -> None:
+    for convert in (to_time, to_isotime):
+        with pytest.raises(ValueError):
+            convert(text, PARIS)
+
+
+def test_integers_beyond_64_bits_stay_text() -> None:
+    assert to_int(str(2**63 - 1), UTC) == 2**63 - 1
+    assert to_int(str(2**63), UTC) == str(2**63)
+    assert to_int("-" + str(2**63), UTC) == -(2**63)
+    assert to_hex("0xffffffffffffffff", UTC) == 2**64 - 1
+    assert to_hex("0x10000000000000000", UTC) == "0x10000000000000000"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "hours"),
+    [
+        ("2021-11-11T15:42:44.845-08:00", -8),
+        ("2024-11-20T16:39:51.441000Z", 0),
+        ("2026-01-01T00:00:00+05:30", 5.5),
+    ],
+)
+def test_line_zone(stamp: str, hours: float) -> None:
+    assert line_zone(stamp).utcoffset(None) == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("stamp", ["2021/11/11 15:42:44", "Jul 25 2019 23:30:12", "x-08:00"])
+def test_no_line_zone(stamp: str) -> None:
+    assert line_zone(stamp) is None
 
 
 def test_time_zones() -> None:
