@@ -100,6 +100,7 @@ STAGES = frozenset(
         "publish",
         "index",
         "alert",
+        "changes",
     }
 )
 
