@@ -240,9 +240,7 @@ class Chain:
                 key, held, entry, emits = self._diagnose(record, state, changes, clock)
                 first_id = ""
                 for emit in emits:
-                    doc_id = self._document(
-                        emit, position, documents, latest, entry, counts=counts
-                    )
+                    doc_id = self._document(emit, position, documents, latest, entry, counts=counts)
                     first_id = first_id or doc_id
                 seen = version = None
                 if track:

@@ -50,6 +50,7 @@ _RULE_KEYS = frozenset(
         "pattern",
         "summary",
         "alert",
+        "remediation",
         "evidence",
         "cmd",
         "result",
@@ -80,6 +81,7 @@ class ChangePoint:
     object: str = ""
     alert: str = ""  # severity of the alert this change raises at once ("": none)
     source_id: str = ""  # the document id of the record that showed it
+    remediation: str = ""  # what to do, for a change that raises an alert
 
     @property
     def label(self) -> str:
@@ -109,6 +111,7 @@ class _SystemRule:
     summary: str
     alert: str
     evidence: str
+    remediation: str
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class _ConfigRule:
     summary: str
     alert: str
     evidence: str
+    remediation: str
 
 
 class _Blank(dict):
@@ -216,6 +220,7 @@ class Rules:
             summary=raw.get("summary", "{description}"),
             alert=raw.get("alert", ""),
             evidence=raw.get("evidence", ""),
+            remediation=" ".join(str(raw.get("remediation", "")).split()),
         )
 
     def _config(self, raw: Mapping[str, Any]) -> _ConfigRule:
@@ -230,6 +235,7 @@ class Rules:
             summary=raw.get("summary", "{cmd} {path}"),
             alert=raw.get("alert", ""),
             evidence=raw.get("evidence", ""),
+            remediation=" ".join(str(raw.get("remediation", "")).split()),
         )
 
     # -- reading a record -------------------------------------------------------------------
@@ -329,6 +335,7 @@ class Rules:
             object=values.get("object", "") or values.get("file", ""),
             alert=rule.alert,
             source_id=source_id,
+            remediation=rule.remediation,
         )
 
     def version_step(
