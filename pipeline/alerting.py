@@ -453,6 +453,15 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+def _iso_text(value: object) -> str:
+    """An ISO 8601 time in UTC, "" when ``value`` is none (a date field of the alerts index)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 _KIND_TEXT = {
     "spike": "spike of decryption failures",
     "new_cause": "new decryption failure cause",
@@ -494,7 +503,8 @@ def build_alert(
     ident = f"{kind}:{safe_cause}:{safe_server}:{int(window_start)}"
     extra: dict[str, Any] = {}
     if change is not None:
-        safe_change = {k: escape_text(v) for k, v in change.items()}
+        safe_change = {k: escape_text(v) for k, v in change.items() if k != "time"}
+        safe_change["time"] = _iso_text(change.get("time"))
         safe_firewall = escape_text(firewall)
         who = safe_change.get("name") or safe_firewall
         before = (comparison or {}).get("before", {})
@@ -545,7 +555,7 @@ def change_alert(change: Any) -> dict[str, Any]:
         "kind": escape_text(change.kind),
         "firewall": escape_text(change.firewall),
         "name": escape_text(change.name),
-        "time": escape_text(change.time.isoformat()),
+        "time": change.time.astimezone(UTC).isoformat(),
         "summary": escape_text(change.summary),
     }
     who = safe["name"] or safe["firewall"]

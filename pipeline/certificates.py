@@ -146,8 +146,11 @@ class Registry:
 
     def add_expired(self, key: str, wall: float) -> None:
         """A certificate of the firewall that a log says has expired."""
-        self._entries.pop(key, None)
-        self._entries[key] = ("firewall", 0.0, wall)
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = ("firewall", 0.0, wall)
+        while len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
 
     def counts(self, wall: float, declared: tuple[Declared, ...] = ()) -> Counter[tuple[str, str]]:
         """Certificates per (role, bucket) at wall time ``wall`` (epoch seconds)."""

@@ -164,7 +164,7 @@ class Rules:
         self.config = tuple(self._config(r) for r in data.get("config") or ())
         step = data.get("version_step") or {}
         self.step_kind = self._kind(step.get("kind", "software"), "version_step")
-        self.step_summary = step.get("summary", "PAN-OS {from} -> {to}")
+        self.step_summary = step.get("summary", "PAN-OS {from} to {to}")
         self.step_evidence = step.get("evidence", "")
         ids = [r.id for r in (*self.system, *self.config)]
         if len(ids) != len(set(ids)):
