@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.changes import rank as change_rank
 from pipeline.regression import Criteria, verdict
 from pipeline.wire import ChangeNotice, Failure, WindowCount
 
@@ -291,13 +292,16 @@ class SpikeDetector:
     def _latest_change(self, firewall: str, window: int, after: int) -> ChangeNotice | None:
         """The firewall's latest change (or a change of every firewall) at most ``after``
         windows before ``window``."""
-        best = None
+        best, best_key = None, None
         for notices in (self._changes.get(firewall, ()), self._changes.get("", ())):
             for notice in notices:
                 seen = self.window_of(notice.seen)
-                recent = seen <= window and window - seen < after
-                if recent and (best is None or notice.seen > best.seen):
-                    best = notice
+                if not (seen <= window and window - seen < after):
+                    continue
+                # the latest; of several at one moment, the one that explains most
+                key = (notice.seen, change_rank(notice.kind))
+                if best_key is None or key > best_key:
+                    best, best_key = notice, key
         return best
 
     def _regressions(

@@ -97,6 +97,7 @@ class Kind:
     category: str
     detected: bool
     title: str
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ class Rules:
             if category not in _CATEGORIES:
                 raise ConfigError(f"{source}: kind {kid}: category must be one of {_CATEGORIES}")
             title = spec.get("title", kid)
-            self.kinds[kid] = Kind(kid, category, bool(spec.get("detected")), title)
+            rank = int(spec.get("rank", 0))
+            self.kinds[kid] = Kind(kid, category, bool(spec.get("detected")), title, rank)
         if "declared" not in self.kinds:
             raise ConfigError(f"{source}: the kind 'declared' is needed for declared changes")
         fields = data.get("fields") or {}
@@ -391,6 +393,12 @@ def rules(path: str | None = None) -> Rules:
 def kinds() -> tuple[str, ...]:
     """Every kind of change point (a closed set)."""
     return tuple(rules().kinds)
+
+
+def rank(kind: str) -> int:
+    """Which of several changes at one moment explains a regression best (higher first)."""
+    found = rules().kinds.get(kind)
+    return found.rank if found is not None else 0
 
 
 _RELEASES: dict[str, str | None] = {}

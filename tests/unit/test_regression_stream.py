@@ -258,3 +258,12 @@ async def test_the_agent_turns_a_notice_and_counts_into_a_regression_alert() -> 
         "decryptscope_regression_last_timestamp_seconds", labels
     )
     assert stamp == 120.0
+
+
+def test_of_two_changes_at_one_moment_the_upgrade_is_named() -> None:
+    # an upgrade's first 10.2 line also reloads the decryption daemon's configuration
+    det = detector()
+    det.add_change(notice(FW, 10 * WINDOW + 1, kind="commit", cid="reload"))
+    det.add_change(notice(FW, 10 * WINDOW + 1, kind="software", cid="upgrade"))
+    [alert] = run(det, {10: {FW: 3}, 11: {FW: 3}}, start=5)
+    assert alert["change"]["id"] == "upgrade"
