@@ -59,6 +59,7 @@ _MISSING = object()
 # Log types whose records can show a change point (the others only through their version).
 _CHANGE_TYPES = frozenset({"SYSTEM", "CONFIG"})
 _COVERAGE_TYPES = coverage.COVERAGE_TYPES
+_NO_VERSION = (None,)  # a firewall whose config version is not known yet
 
 
 class StageError(DecryptscopeError):
@@ -214,7 +215,10 @@ class Chain:
         perf = time.perf_counter
         sampled = counts.parse_seconds
         track = self.config.changes
-        known_versions: Mapping[str, tuple[str, str | None]] = versions or {}
+        # The firewalls' config versions as the batch goes (a copy: a handful of firewalls);
+        # what changed goes to new_versions.
+        current: dict[str, tuple[str, str | None]] = dict(versions) if versions else {}
+        version_of = current.get
         new_versions: dict[str, tuple[str, str | None]] = {}
         found: list[change_points.ChangePoint] = []
         for position, message in enumerate(messages):
@@ -243,8 +247,14 @@ class Chain:
                     doc_id = self._document(emit, position, documents, latest, entry, counts=counts)
                     first_id = first_id or doc_id
                 seen = version = None
-                if track:
-                    seen, version = self._changes(record, known_versions, new_versions)
+                # Only SYSTEM and CONFIG records, and a record whose firewall wrote another
+                # config version last, take the slow path.
+                if track and (
+                    record.get("type") in _CHANGE_TYPES
+                    or (version_of(record.get("serial")) or _NO_VERSION)[0]
+                    != record.get("config_ver")
+                ):
+                    seen, version = self._changes(record, current)
                     if seen:
                         for change in seen:
                             self._change_document(change, record, position, documents, latest)
@@ -263,7 +273,7 @@ class Chain:
                 counts.dead_letters[(letter["stage"], letter["error_type"])] += 1
                 continue
             if version is not None:
-                new_versions[version[0]] = version[1]
+                current[version[0]] = new_versions[version[0]] = version[1]
             if seen:
                 found.extend(seen)
             if entry is not None and key is not None:
@@ -397,15 +407,13 @@ class Chain:
             mode = doc["decryptscope"].get("mode") or "unknown"
             counts.tls_sessions[(log_type, mode, decrypted, serial)] += 1
         if log_type == "DECRYPTION" and record.get("notafter") is not None:
-            key = cert_key(record)
+            # the fingerprint as written (the worker normalises it once per certificate)
+            key = record.get("fingerprint") or cert_key(record)
             if key is not None:
                 counts.certificates[key] = record
 
     def _changes(
-        self,
-        record: Mapping[str, Any],
-        known: Mapping[str, tuple[str, str | None]],
-        batch: dict[str, tuple[str, str | None]],
+        self, record: Mapping[str, Any], known: Mapping[str, tuple[str, str | None]]
     ) -> tuple[list[change_points.ChangePoint] | None, tuple[str, Any] | None]:
         """(the change points a record shows, the firewall's new config version entry);
         (None, None) for the common record: no change, its firewall's version as known."""
@@ -423,9 +431,7 @@ class Chain:
         raw = record.get("config_ver")
         if not serial or not raw:
             return seen, None
-        last = batch.get(serial) if batch else None
-        if last is None:
-            last = known.get(serial)
+        last = known.get(serial)
         if last is not None and last[0] == raw:
             return seen, None
         release = change_points.release_of(raw)
