@@ -176,6 +176,7 @@ class Settings:
     recommend_min_clients: int = 3
     recommend_min_span_s: float = 3600.0
     recommend_review_days: int = 30
+
     # --- change points, coverage, certificates --------------------------------------------
     # Changes the logs cannot show, each "TIME[,serial]" (ISO 8601; without a serial, a change
     # of every firewall): annotations, before/after in analyze, regression alerts in the stream.

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from pipeline import changes, wire
 from pipeline.alerting import AlertConfig, SpikeDetector
 from pipeline.chain import Chain, ChainConfig, Message
+from pipeline.diagnosis import load_catalogue
 from pipeline.metrics import build_metrics
 from pipeline.regression import Criteria
 from pipeline.settings import Settings, load_settings
@@ -231,7 +232,7 @@ async def test_the_agent_turns_a_notice_and_counts_into_a_regression_alert() -> 
     alerts_topic = app.topic(
         "test-alerts", key_type=bytes, value_type=bytes, value_serializer="raw"
     )
-    metrics = build_metrics(CollectorRegistry())
+    metrics = build_metrics(CollectorRegistry(), causes=load_catalogue().labels())
     clock = [50.0]
     sent = mock.AsyncMock()
     with (
