@@ -392,7 +392,7 @@ def build_metrics(
         ),
         change_points=counter(
             "change_points",
-            "Change points seen in the logs or declared, by kind and firewall.",
+            "Change points seen in the logs, by kind and firewall.",
             ("kind", "firewall"),
         ),
         tls_sessions=counter(

@@ -9,6 +9,8 @@ Per batch (``batch_size`` messages or ``batch_max_wait_s``, whichever comes firs
    (buffered sends: Faust flushes its producer before it commits offsets);
 3. the state changes go to the correlation table, each key once, with its source partition;
 4. failures are added to this worker's alert windows, metrics are counted once per label;
+   change points go to every detector and a change that alerts at once to the alerts topic
+   (``pipeline.stream.changes``);
 5. the documents are bulk-indexed into Elasticsearch while the next batch is processed (up to
    two requests in flight); the batch's events stay held until every document is indexed or
    dead-lettered, so an offset is committed only then (``pipeline.stream.indexing``).
