@@ -8,6 +8,12 @@ Prometheus panels use the recording rules of deploy/prometheus/rules/; Elasticse
 read the ``decryptscope-events`` alias. Datasource uids match grafana/provisioning/datasources/.
 The causes that can lead to an exclusion from decryption come from ``pipeline.recommend`` (run
 from the top of the checkout, or with the project installed).
+
+The failure dashboards annotate every change point (the documents of ``event.dataset``
+decryptscope.change, ``pipeline/changes.py``) with an Elasticsearch annotation query. Its
+query, time, text and tags fields are the Elasticsearch data source's own keys, which the
+foundation SDK's AnnotationQuery does not model: they are added to the rendered JSON, and the
+TypeScript copy types them with an interface of those keys (``ElasticsearchAnnotation``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,25 @@ PROMETHEUS = DataSourceRef(type_val="prometheus", uid="decryptscope-prometheus")
 ELASTICSEARCH = DataSourceRef(type_val="elasticsearch", uid="decryptscope-elasticsearch")
 FAILURES = "decryptscope.failure:true"
 CAUSE_FILTER = f"{FAILURES} AND decryptscope.cause:$cause"
+CHANGES = 'event.dataset:"decryptscope.change"'
+UNDECRYPTED = "decryptscope.decrypted:false"
+# Change points as annotations: the Elasticsearch data source's annotation keys (Grafana's
+# ElasticsearchAnnotationQuery: the Lucene query in target.query, and the fields that give an
+# annotation its time, text and tags).
+CHANGE_ANNOTATION = {
+    "datasource": {"type": "elasticsearch", "uid": "decryptscope-elasticsearch"},
+    "enable": True,
+    "hide": False,
+    "iconColor": "orange",
+    "name": "Change points",
+    "target": {"refId": "Anno", "query": CHANGES},
+    "timeField": "@timestamp",
+    "textField": "message",
+    "tagsField": "decryptscope.change.kind",
+}
+# The dashboards (by uid) that show the change points.
+ANNOTATED = frozenset({"decryptscope-failures", "decryptscope-drilldown"})
+TS_ANNOTATIONS = "__annotations__"
 
 
 def prom_query(expr: str, legend: str = "", ref: str = "A", *, instant: bool = False) -> Any:
@@ -107,6 +132,19 @@ def exclusion_candidates() -> Any:
         )
         .datasource(ELASTICSEARCH)
         .with_target(query)
+    )
+
+
+def es_undecrypted(field: str, ref: str = "A") -> Any:
+    """Undecrypted TLS sessions by ``field``: sessions (count) and bytes (sum)."""
+    return (
+        es.Dataquery()
+        .ref_id(ref)
+        .datasource(ELASTICSEARCH)
+        .query(UNDECRYPTED)
+        .time_field("@timestamp")
+        .metrics([es.Count().id("c"), es.Sum().id("b").field("network.bytes")])
+        .bucket_aggs([es_terms(field, 10)])
     )
 
 
@@ -210,6 +248,68 @@ def failures_dashboard() -> Any:
             .grid_pos(pos(16, 17, 8, 10))
         )
         .with_panel(exclusion_candidates().grid_pos(pos(0, 27, 24, 9)))
+        .with_panel(
+            stat.Panel()
+            .title("TLS sessions decrypted (1h)")
+            .description(
+                "Share of TLS sessions the firewall decrypted, per firewall (metric_firewalls, "
+                "else other), from TRAFFIC ends: every session ends with one."
+            )
+            .datasource(PROMETHEUS)
+            .unit("percentunit")
+            .with_target(
+                prom_query(
+                    "firewall:decryptscope_tls_sessions_decrypted:ratio_rate1h", "{{firewall}}"
+                )
+            )
+            .grid_pos(pos(0, 36, 8, 8))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Top undecrypted destinations")
+            .description(
+                "TLS sessions the firewall let through undecrypted (no decryption rule matched, or "
+                "a No Decrypt rule), by destination address: sessions and bytes."
+            )
+            .datasource(ELASTICSEARCH)
+            .with_target(es_undecrypted("destination.ip"))
+            .grid_pos(pos(8, 36, 8, 8))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Top undecrypted servers (SNI)")
+            .description("No Decrypt handshakes the firewall logged, by server name.")
+            .datasource(ELASTICSEARCH)
+            .with_target(es_undecrypted("destination.domain"))
+            .grid_pos(pos(16, 36, 8, 8))
+        )
+        .with_panel(
+            ts(
+                "Certificates by days left",
+                "short",
+                prom_query(
+                    'role_days_left:decryptscope_certificates:count{days_left!="90+"}',
+                    "{{role}} {{days_left}}",
+                ),
+            )
+            .description(
+                "Certificates by role and days left until Not After: server certificates of the "
+                "DECRYPTION logs (inbound inspection presents its own), the firewall's expired "
+                "ones (cert-expiry) and the declared Forward Trust / Untrust CA."
+            )
+            .grid_pos(pos(0, 44, 12, 8))
+        )
+        .with_panel(
+            ts(
+                "Change points per hour by kind",
+                "short",
+                prom_query(
+                    "sum by (kind) (increase(decryptscope_change_points_total[1h]))", "{{kind}}"
+                ),
+            )
+            .description("Changes seen in the logs; each is an annotation on the graphs.")
+            .grid_pos(pos(12, 44, 12, 8))
+        )
     )
 
 
@@ -444,14 +544,46 @@ def _clean(node: Any) -> Any:
 def render(builder: Any) -> str:
     plain = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     plain.pop("style", None)  # removed from the dashboard schema
-    return json.dumps(_clean(plain), sort_keys=True, indent=2) + "\n"
+    plain = _clean(plain)
+    if plain.get("uid") in ANNOTATED:
+        annotations = plain.setdefault("annotations", {})
+        annotations["list"] = [*annotations.get("list", []), CHANGE_ANNOTATION]
+    return json.dumps(plain, sort_keys=True, indent=2) + "\n"
+
+
+_ES_ANNOTATION_TYPE = (
+    "// The Elasticsearch data source's annotation keys (Grafana's ElasticsearchAnnotationQuery),\n"
+    "// which @grafana/schema's AnnotationQuery leaves to each data source.\n"
+    "interface ElasticsearchAnnotation extends AnnotationQuery<DataQuery & { query: string }> {\n"
+    "  timeField: string;\n"
+    "  textField: string;\n"
+    "  tagsField: string;\n"
+    "}\n\n"
+)
 
 
 def typescript(name: str, text: str) -> str:
+    head = f"// Generated by grafana/generate.py from dashboards/{name}: do not edit.\n"
+    plain = json.loads(text)
+    annotations = plain.get("annotations", {}).get("list")
+    if not annotations:
+        return (
+            head + 'import type { Dashboard } from "@grafana/schema";\n\n'
+            f"export const dashboard: Dashboard = {text.rstrip()};\n"
+        )
+    # The annotations get a literal of their own, checked against ElasticsearchAnnotation;
+    # the dashboard literal refers to it.
+    plain["annotations"]["list"] = TS_ANNOTATIONS
+    body = json.dumps(plain, sort_keys=True, indent=2).replace(
+        json.dumps(TS_ANNOTATIONS), "annotations"
+    )
+    listed = json.dumps(annotations, sort_keys=True, indent=2)
     return (
-        f"// Generated by grafana/generate.py from dashboards/{name}: do not edit.\n"
-        'import type { Dashboard } from "@grafana/schema";\n\n'
-        f"export const dashboard: Dashboard = {text.rstrip()};\n"
+        head
+        + 'import type { AnnotationQuery, Dashboard, DataQuery } from "@grafana/schema";\n\n'
+        + _ES_ANNOTATION_TYPE
+        + f"const annotations: ElasticsearchAnnotation[] = {listed};\n\n"
+        + f"export const dashboard: Dashboard = {body};\n"
     )
 
 

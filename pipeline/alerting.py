@@ -17,6 +17,15 @@ its baseline, an exponentially weighted moving average and deviation of the earl
 "New" needs history: those two kinds wait until this detector has watched one baseline period.
 An alert does not repeat for ``alert_cooldown_windows`` windows.
 
+A fourth kind, ``regression``, compares a cause's failures on one firewall before and after a
+change point of that firewall (``add_change``: the change notices every worker sends; a
+declared change without a firewall counts for all): each window's count of a cause carries its
+failures per firewall, and when, within ``change_after_s`` of the firewall's latest change, the
+failures since the change appeared or grew by ``change_growth_factor`` against the
+``change_before_s`` before it (``pipeline.regression``), the alert names the change. Each
+(change, cause, firewall) alerts once. Windows before the detector started are unknown, not
+quiet: a change seen in the detector's first window is not compared.
+
 The baseline of each cause is a JSON-serialisable dict (``export``/``restore``) so that the
 stream agent can keep it in a changelogged table; counts of the open window live in memory.
 """
@@ -25,17 +34,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.wire import Failure, WindowCount
+from pipeline.changes import rank as change_rank
+from pipeline.regression import Criteria, verdict
+from pipeline.wire import ChangeNotice, Failure, WindowCount
 
 # A server label in an alert is at most this long after escaping.
 MAX_TEXT = 300
 TOP_N = 5
 # After this many quiet windows a baseline is zero for any practical purpose.
 _DECAY_LIMIT = 400
+# Change notices kept per firewall, and (change, firewall) pairs remembered per cause as
+# alerted.
+_MAX_CHANGES = 64
+_MAX_REGRESSED = 256
 
 # Characters that stay as they are in alert text: enough for host names, IPs and rule names,
 # nothing that a terminal, HTML, Markdown or a chat client would interpret.
@@ -72,10 +87,12 @@ class AlertConfig:
     new_min_count: int = 5
     cooldown_windows: int = 10
     max_servers: int = 1000
+    regression: Criteria = field(default_factory=Criteria)
 
     @classmethod
     def from_settings(cls, settings: Any) -> AlertConfig:
         return cls(
+            regression=Criteria.from_settings(settings),
             window_s=settings.alert_window_s,
             baseline_windows=settings.alert_baseline_windows,
             min_count=settings.alert_min_count,
@@ -157,6 +174,7 @@ class SpikeDetector:
         self._started: int | None = None
         self._dirty: set[str] = set()
         self.late = 0  # counts that arrived after their window was evaluated
+        self._changes: dict[str, list[ChangeNotice]] = {}  # firewall ("" = all) -> notices
 
     # -- input ---------------------------------------------------------------------------
 
@@ -176,6 +194,15 @@ class SpikeDetector:
         if mine is None:
             causes[count.cause] = mine = WindowCount(count.cause, window, count.window_s)
         mine.merge(count)
+
+    def add_change(self, notice: ChangeNotice) -> None:
+        """Add a change point some worker saw (a notice seen twice counts once)."""
+        notices = self._changes.setdefault(notice.firewall, [])
+        if any(n.id == notice.id for n in notices):
+            return
+        notices.append(notice)
+        notices.sort(key=lambda n: n.seen)
+        del notices[:-_MAX_CHANGES]
 
     def observe(self, failure: Failure, now: float) -> list[dict[str, Any]]:
         """Count one failure at time ``now`` (epoch seconds); returns the alerts of any window
@@ -258,7 +285,99 @@ class SpikeDetector:
             base["cool"]["spike"] = window + cfg.cooldown_windows
         _fold(base, window, win.count, cfg.alpha)
         alerts.extend(self._close_servers(cause, base, win, window, cause_known and warm))
+        alerts.extend(self._regressions(cause, base, win, window))
         self._dirty.add(cause)
+        return alerts
+
+    def _latest_change(self, firewall: str, window: int, after: int) -> ChangeNotice | None:
+        """The firewall's latest change (or a change of every firewall) at most ``after``
+        windows before ``window``."""
+        best, best_key = None, None
+        for notices in (self._changes.get(firewall, ()), self._changes.get("", ())):
+            for notice in notices:
+                seen = self.window_of(notice.seen)
+                if not (seen <= window and window - seen < after):
+                    continue
+                # the latest; of several at one moment, the one that explains most
+                key = (notice.seen, change_rank(notice.kind))
+                if best_key is None or key > best_key:
+                    best, best_key = notice, key
+        return best
+
+    def _regressions(
+        self, cause: str, base: dict[str, Any], win: WindowCount, window: int
+    ) -> list[dict[str, Any]]:
+        cfg = self.config
+        crit = cfg.regression
+        before_n = max(1, math.ceil(crit.before_s / cfg.window_s))
+        after_n = max(1, math.ceil(crit.after_s / cfg.window_s))
+        keep_from = window - before_n - after_n
+        history: dict[str, list[list[int]]] = base.setdefault("firewalls", {})
+        for firewall, count in win.firewalls.items():
+            series = [e for e in history.get(firewall, ()) if e[0] >= keep_from and e[0] != window]
+            series.append([window, count])
+            history[firewall] = series
+        for firewall in [f for f, series in history.items() if series[-1][0] < keep_from]:
+            del history[firewall]
+        if len(history) > cfg.max_servers:
+            ranked = sorted(history, key=lambda f: history[f][-1][0])
+            for firewall in ranked[: len(history) - cfg.max_servers]:
+                del history[firewall]
+        if not self._changes:
+            return []
+        started = window if self._started is None else self._started
+        done: list[str] = base.setdefault("regressed", [])
+        alerts = []
+        for firewall in win.firewalls:
+            change = self._latest_change(firewall, window, after_n)
+            if change is None or f"{change.id}|{firewall}" in done:
+                continue
+            changed = self.window_of(change.seen)
+            first = max(changed - before_n, started)
+            if first >= changed:
+                continue  # the detector did not watch this firewall before the change
+            counts = history.get(firewall, ())
+            before = sum(n for w, n in counts if first <= w < changed)
+            after = sum(n for w, n in counts if changed <= w <= window)
+            windows_before, windows_after = changed - first, window - changed + 1
+            flag = verdict(before, before / windows_before, after, after / windows_after, crit)
+            if flag is None:
+                continue
+            done.append(f"{change.id}|{firewall}")
+            del done[:-_MAX_REGRESSED]
+            alerts.append(
+                build_alert(
+                    kind="regression",
+                    cause=cause,
+                    server="",
+                    category=win.category,
+                    mode=win.mode,
+                    remediation=win.remediation,
+                    window_start=window * cfg.window_s,
+                    window_s=cfg.window_s,
+                    observed=after,
+                    expected=before * windows_after / windows_before,
+                    deviation=0.0,
+                    top_servers=top(win.servers),
+                    top_rules=top(win.rules),
+                    top_sources=top(win.sources),
+                    samples=list(win.samples),
+                    firewall=firewall,
+                    change={
+                        "id": change.id,
+                        "kind": change.kind,
+                        "firewall": change.firewall or firewall,
+                        "name": change.name,
+                        "time": change.time,
+                        "summary": change.summary,
+                    },
+                    comparison={
+                        "verdict": flag,
+                        "before": {"failures": before, "windows": windows_before},
+                        "after": {"failures": after, "windows": windows_after},
+                    },
+                )
+            )
         return alerts
 
     def _is_spike(self, count: int, mean: float, dev: float) -> bool:
@@ -338,10 +457,20 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
+def _iso_text(value: object) -> str:
+    """An ISO 8601 time in UTC, "" when ``value`` is none (a date field of the alerts index)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 _KIND_TEXT = {
     "spike": "spike of decryption failures",
     "new_cause": "new decryption failure cause",
     "new_server": "new server failing decryption",
+    "regression": "decryption failures rose after a change",
 }
 
 
@@ -362,8 +491,12 @@ def build_alert(
     top_rules: list[dict[str, Any]],
     top_sources: list[dict[str, Any]],
     samples: list[str],
+    firewall: str = "",
+    change: Mapping[str, Any] | None = None,
+    comparison: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The alert document published on the alerts topic and indexed into Elasticsearch."""
+    """The alert document published on the alerts topic and indexed into Elasticsearch; a
+    ``regression`` names its firewall, the change and the counts compared."""
     safe_cause = escape_text(cause)
     safe_server = escape_text(server)
     where = f" on {safe_server}" if server else ""
@@ -371,11 +504,29 @@ def build_alert(
         f"{_KIND_TEXT.get(kind, kind)}: {safe_cause}{where}: {observed} failures in "
         f"{window_s}s, expected {expected:.1f}"
     )
+    ident = f"{kind}:{safe_cause}:{safe_server}:{int(window_start)}"
+    extra: dict[str, Any] = {}
+    if change is not None:
+        safe_change = {k: escape_text(v) for k, v in change.items() if k != "time"}
+        safe_change["time"] = _iso_text(change.get("time"))
+        safe_firewall = escape_text(firewall)
+        who = safe_change.get("name") or safe_firewall
+        before = (comparison or {}).get("before", {})
+        after = (comparison or {}).get("after", {})
+        message = (
+            f"{_KIND_TEXT.get(kind, kind)}: {safe_cause} on {who} after {safe_change['kind']} "
+            f"at {safe_change['time']} ({safe_change['summary']}): {after.get('failures')} "
+            f"failures in {after.get('windows')} windows of {window_s}s since, "
+            f"{before.get('failures')} in the {before.get('windows')} before"
+        )
+        ident = f"{kind}:{safe_cause}:{safe_firewall}:{safe_change['id']}"
+        extra = {"firewall": safe_firewall, "change": safe_change, **dict(comparison or {})}
+    severity = "critical" if kind in ("spike", "regression") and not server else "warning"
     return {
-        "id": f"{kind}:{safe_cause}:{safe_server}:{int(window_start)}",
+        "id": ident,
         "@timestamp": _iso(window_start + window_s),
         "kind": kind,
-        "severity": "critical" if kind == "spike" and not server else "warning",
+        "severity": severity,
         "cause": safe_cause,
         "category": category,
         "mode": mode,
@@ -394,4 +545,35 @@ def build_alert(
         "top_rules": top_rules,
         "top_sources": top_sources,
         "sample_event_ids": samples,
+        **extra,
+    }
+
+
+def change_alert(change: Any) -> dict[str, Any]:
+    """The alert a change point raises at once (``pipeline.changes.ChangePoint`` with an
+    ``alert`` severity): a SYSTEM ``cert-expiry`` says a certificate of the firewall has
+    expired, and every decryption that needs it fails from now on."""
+    kind = change.kind.replace("-", "_")
+    safe = {
+        "id": escape_text(change.id),
+        "kind": escape_text(change.kind),
+        "firewall": escape_text(change.firewall),
+        "name": escape_text(change.name),
+        "time": change.time.astimezone(UTC).isoformat(),
+        "summary": escape_text(change.summary),
+    }
+    who = safe["name"] or safe["firewall"]
+    return {
+        "id": f"{kind}:{safe['id']}",
+        "@timestamp": change.time.astimezone(UTC).isoformat(),
+        "kind": kind,
+        "severity": change.alert,
+        "cause": "",
+        "category": "",
+        "mode": "",
+        "server": "",
+        "firewall": safe["firewall"],
+        "remediation": change.remediation,
+        "message": f"{safe['summary']} on {who}" if who else safe["summary"],
+        "change": safe,
     }

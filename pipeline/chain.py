@@ -18,6 +18,14 @@ Within one batch:
   its earlier version (same ``_id``): a batch carries each document once, in its latest form;
 * a message that fails (parse, diagnosis, ECS) becomes a dead letter and leaves no state.
 
+Change points (``pipeline.changes``): a SYSTEM or CONFIG record that shows a change, and the
+first record of a firewall whose config version stepped, each add a document of their own
+(``event.dataset`` decryptscope.change) after the record's, and the change to
+``BatchResult.changes``. The config version each firewall last wrote is the caller's state
+like the correlation table: ``run(..., versions=...)`` reads it, ``BatchResult.versions``
+holds what the batch changed. TLS session ends and DECRYPTION logs get
+``decryptscope.decrypted`` (``pipeline.coverage``) and are counted per firewall.
+
 ``now`` is the correlation clock: the worker passes its wall time; offline runs
 (``ChainConfig.event_time``) move the clock to each record's own time, starting from ``now``
 (the clock the previous batch ended with, ``BatchResult.clock``).
@@ -34,7 +42,9 @@ from typing import Any
 
 import orjson
 
-from pipeline import correlate, ecs, ocsf, wire
+from pipeline import changes as change_points
+from pipeline import correlate, coverage, ecs, ocsf, wire
+from pipeline.certificates import cert_key
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError, FramingError
 from pipeline.panos import parse_line
@@ -46,6 +56,10 @@ SSL_DECRYPTED_FLAG = 0x01000000
 # message would cost more than the figure is worth).
 PARSE_SAMPLE_EVERY = 16
 _MISSING = object()
+# Log types whose records can show a change point (the others only through their version).
+_CHANGE_TYPES = frozenset({"SYSTEM", "CONFIG"})
+_COVERAGE_TYPES = coverage.COVERAGE_TYPES
+_NO_VERSION = (None,)  # a firewall whose config version is not known yet
 
 
 class StageError(DecryptscopeError):
@@ -84,6 +98,7 @@ class Document:
     message: int  # position in the batch of the message that produced this version
     session: str | None  # the session it belongs to (key@first seen), None when not joinable
     ocsf: bytes | None = None  # its OCSF event as JSON (ChainConfig.ocsf), None: no OCSF form
+    change: change_points.ChangePoint | None = None  # set on a change point's own document
 
 
 @dataclass(slots=True)
@@ -97,6 +112,10 @@ class Counts:
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)  # stage, error type
     joined: int = 0  # sessions whose second line arrived in this batch
     parse_seconds: list[float] = field(default_factory=list)  # sampled per-message parse times
+    # TLS sessions seen decrypted or not: (log type, mode, decrypted, firewall serial)
+    tls_sessions: Counter[tuple[str, str, bool, str]] = field(default_factory=Counter)
+    # certificate key -> the batch's last DECRYPTION record that showed it
+    certificates: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -108,6 +127,9 @@ class BatchResult:
     failures: list[wire.Failure]  # one per failure document first emitted in this batch
     counts: Counts
     clock: float  # the correlation clock after the batch (the latest record time offline)
+    changes: list[change_points.ChangePoint] = field(default_factory=list)
+    # firewall serial -> (config version column, release) it wrote last, where the batch changed it
+    versions: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,8 @@ class ChainConfig:
     # Offline: the serial of `show session id` outputs pasted without one (a CLI output does
     # not say which firewall it came from).
     session_serial: str | None = None
+    # Change points: their documents, and the firewalls' config versions followed.
+    changes: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> ChainConfig:
@@ -175,7 +199,9 @@ class Chain:
         messages: Sequence[Message],
         state: Mapping[str, Any],
         now: float = 0.0,
+        versions: Mapping[str, tuple[str, str | None]] | None = None,
     ) -> BatchResult:
+        """``versions``: the config version each firewall wrote last (None: none known)."""
         counts = Counts()
         documents: list[Document] = []
         latest: dict[str, int] = {}  # document id -> position in documents of its last version
@@ -188,6 +214,13 @@ class Chain:
         parse = self.parse
         perf = time.perf_counter
         sampled = counts.parse_seconds
+        track = self.config.changes
+        # The firewalls' config versions as the batch goes (a copy: a handful of firewalls);
+        # what changed goes to new_versions.
+        current: dict[str, tuple[str, str | None]] = dict(versions) if versions else {}
+        version_of = current.get
+        new_versions: dict[str, tuple[str, str | None]] = {}
+        found: list[change_points.ChangePoint] = []
         for position, message in enumerate(messages):
             value = message.value
             try:
@@ -211,8 +244,20 @@ class Chain:
                 key, held, entry, emits = self._diagnose(record, state, changes, clock)
                 first_id = ""
                 for emit in emits:
-                    doc_id = self._document(emit, position, documents, latest, entry)
+                    doc_id = self._document(emit, position, documents, latest, entry, counts=counts)
                     first_id = first_id or doc_id
+                seen = version = None
+                # Only SYSTEM and CONFIG records, and a record whose firewall wrote another
+                # config version last, take the slow path.
+                if track and (
+                    record.get("type") in _CHANGE_TYPES
+                    or (version_of(record.get("serial")) or _NO_VERSION)[0]
+                    != record.get("config_ver")
+                ):
+                    seen, version = self._changes(record, current)
+                    if seen:
+                        for change in seen:
+                            self._change_document(change, record, position, documents, latest)
             except Exception as exc:
                 if not isinstance(exc, DecryptscopeError):
                     exc = StageError("chain", exc)
@@ -227,13 +272,19 @@ class Chain:
                 letters.append((position, letter))
                 counts.dead_letters[(letter["stage"], letter["error_type"])] += 1
                 continue
+            if version is not None:
+                current[version[0]] = new_versions[version[0]] = version[1]
+            if seen:
+                found.extend(seen)
             if entry is not None and key is not None:
                 if held < 2 <= len(entry["slots"]):
                     counts.joined += 1
                 changes[key] = entry
                 writers[key] = position
             self._count(record, emits, first_id, counts, failures)
-        return BatchResult(documents, letters, changes, writers, failures, counts, clock)
+        return BatchResult(
+            documents, letters, changes, writers, failures, counts, clock, found, new_versions
+        )
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -285,6 +336,8 @@ class Chain:
         documents: list[Document],
         latest: dict[str, int],
         entry: Mapping[str, Any] | None,
+        *,
+        counts: Counts,
     ) -> str:
         """Add the document of ``emit``; returns its id."""
         record = emit.record
@@ -295,6 +348,9 @@ class Chain:
                 correlation=emit.correlation,
                 original=emit.original if emit.reemit else None,
             )
+            log_type = record.get("type")
+            if log_type in _COVERAGE_TYPES:
+                self._coverage(doc, record, log_type, emit, counts)
             source = orjson.dumps(doc)
         except DecryptscopeError:
             raise
@@ -333,6 +389,97 @@ class Chain:
             documents[at] = document
         return doc_id
 
+    def _coverage(
+        self,
+        doc: dict[str, Any],
+        record: Mapping[str, Any],
+        log_type: str,
+        emit: correlate.Emit,
+        counts: Counts,
+    ) -> None:
+        """Mark a TLS session's document decrypted or not; count the record once (not its
+        re-emitted versions), and the certificate a DECRYPTION record shows."""
+        decrypted = coverage.mark(doc, record, emit.diagnosis is not None)
+        if emit.reemit:
+            return
+        if decrypted is not None:
+            serial = record.get("serial") or ""
+            mode = doc["decryptscope"].get("mode") or "unknown"
+            counts.tls_sessions[(log_type, mode, decrypted, serial)] += 1
+        if log_type == "DECRYPTION" and record.get("notafter") is not None:
+            # the fingerprint as written (the worker normalises it once per certificate)
+            key = record.get("fingerprint") or cert_key(record)
+            if key is not None:
+                counts.certificates[key] = record
+
+    def _changes(
+        self, record: Mapping[str, Any], known: Mapping[str, tuple[str, str | None]]
+    ) -> tuple[list[change_points.ChangePoint] | None, tuple[str, Any] | None]:
+        """(the change points a record shows, the firewall's new config version entry);
+        (None, None) for the common record: no change, its firewall's version as known."""
+        seen = None
+        if record.get("type") in _CHANGE_TYPES:
+            try:
+                change = change_points.rules().match(record, ecs.document_id(record))
+            except DecryptscopeError:
+                raise
+            except Exception as exc:
+                raise StageError("changes", exc) from exc
+            if change is not None:
+                seen = [change]
+        serial = record.get("serial")
+        raw = record.get("config_ver")
+        if not serial or not raw:
+            return seen, None
+        last = known.get(serial)
+        if last is not None and last[0] == raw:
+            return seen, None
+        release = change_points.release_of(raw)
+        if last is not None and last[1] is not None and release is not None:
+            if release != last[1]:
+                step = change_points.rules().version_step(record, last, (raw, release))
+                if step is not None:
+                    seen = [*(seen or ()), step]
+        elif last is not None and release is None:
+            # A value that names no release (anonymised samples write 0): keep the last one.
+            return seen, None
+        return seen, (serial, (raw, release))
+
+    def _change_document(
+        self,
+        change: change_points.ChangePoint,
+        record: Mapping[str, Any],
+        position: int,
+        documents: list[Document],
+        latest: dict[str, int],
+    ) -> None:
+        try:
+            doc = change_points.to_ecs(change)
+            source = orjson.dumps(doc)
+        except DecryptscopeError:
+            raise
+        except Exception as exc:
+            raise StageError("changes", exc) from exc
+        document = Document(
+            change.id,
+            ecs.index_name(doc["@timestamp"], self.config.index_prefix),
+            wire.session_key(change.firewall, None).encode(),
+            source,
+            record,
+            None,
+            None,
+            position,
+            None,
+            None,
+            change,
+        )
+        at = latest.get(change.id)
+        if at is None:
+            latest[change.id] = len(documents)
+            documents.append(document)
+        else:
+            documents[at] = document
+
     def _count(
         self,
         record: Mapping[str, Any],
@@ -362,9 +509,13 @@ def run_all(
     messages: Sequence[Message],
     state: correlate.Sessions,
     now: float = 0.0,
+    versions: dict[str, tuple[str, str | None]] | None = None,
 ) -> BatchResult:
-    """``chain.run`` over ``state`` (an in-memory session store) with its changes applied."""
-    result = chain.run(messages, state, now)
+    """``chain.run`` over ``state`` (an in-memory session store) with its changes applied;
+    ``versions`` (the firewalls' config versions) is updated in place too."""
+    result = chain.run(messages, state, now, versions)
     state.apply(result.state, result.counts.joined)
     state.expire(result.clock)
+    if versions is not None:
+        versions.update(result.versions)
     return result

@@ -130,6 +130,13 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--change-at",
+        action="append",
+        metavar="TIME[,SERIAL]",
+        help="a change the logs do not show (ISO 8601 time; without a serial: every firewall); "
+        "compared before/after like the detected ones (repeatable)",
+    )
     _command(p, "analyze")
 
 

@@ -100,6 +100,7 @@ STAGES = frozenset(
         "publish",
         "index",
         "alert",
+        "changes",
     }
 )
 
@@ -128,8 +129,11 @@ ES_ERROR_TYPES = frozenset(
     }
 )
 
-# Kinds of in-stream alert (pipeline.alerting).
-ALERT_KINDS = frozenset({"spike", "new_cause", "new_server"})
+# Kinds of in-stream alert (pipeline.alerting, and the alert a change point raises at once).
+ALERT_KINDS = frozenset({"spike", "new_cause", "new_server", "regression", "certificate_expired"})
+
+# Whether a TLS session was decrypted (decryptscope_tls_sessions_total).
+DECRYPTED = frozenset({"yes", "no"})
 
 # Partitions above this index share the label "other" (a topic with more is unusual).
 MAX_PARTITION_LABELS = 256
@@ -229,6 +233,25 @@ def alert_kind_label(value: object) -> str:
     return _closed(value, ALERT_KINDS)
 
 
+def change_kind_label(value: object, known: Collection[str]) -> str:
+    """A kind of change point (``pipeline.changes.kinds()``, passed in) or "other"."""
+    return _closed(value, known)
+
+
+def firewall_label(serial: object, name: object, known: Collection[str]) -> str:
+    """The firewall as the ``metric_firewalls`` setting names it (by serial or device name),
+    or "other": only a configured set of firewalls gets a label value of its own."""
+    if isinstance(serial, str) and serial in known:
+        return serial
+    if isinstance(name, str) and name in known:
+        return name
+    return OTHER
+
+
+def decrypted_label(value: object) -> str:
+    return "yes" if value is True else "no" if value is False else OTHER
+
+
 def topic_label(value: object, known: Collection[str]) -> str:
     """A topic name from the configured ones (``known``) or "other"."""
     return _closed(value, known)
@@ -266,6 +289,10 @@ class Metrics:
     ingest_buffer_bytes: Gauge
     correlation_evicted: Counter
     dead_letter_failures: Counter
+    change_points: Counter
+    tls_sessions: Counter
+    certificates: Gauge
+    regression_last: Gauge
     # The cause catalogue's ids and categories: the closed sets of the failure labels, given
     # by whoever knows the catalogue (``prime_causes``).
     causes: set[str] = field(default_factory=set)
@@ -363,6 +390,27 @@ def build_metrics(
             "Messages lost because the dead-letter topic refused them too, by stage.",
             ("stage",),
         ),
+        change_points=counter(
+            "change_points",
+            "Change points seen in the logs, by kind and firewall.",
+            ("kind", "firewall"),
+        ),
+        tls_sessions=counter(
+            "tls_sessions",
+            "TLS sessions seen decrypted or not, by the log type that said so (TRAFFIC ends: "
+            "every session; DECRYPTION: the handshakes the firewall logs, with their mode).",
+            ("log_type", "mode", "decrypted", "firewall"),
+        ),
+        certificates=gauge(
+            "certificates",
+            "Certificates this worker knows, by role and days left until Not After.",
+            ("role", "days_left"),
+        ),
+        regression_last=gauge(
+            "regression_last_timestamp_seconds",
+            "When a cause's failures on a firewall last rose after a change point of it.",
+            ("cause", "change_kind", "firewall"),
+        ),
     )
     if prime:
         _prime(metrics)
@@ -402,6 +450,20 @@ def prime_causes(m: Metrics, causes: Iterable[tuple[str, str]]) -> None:
 
 
 METRICS = build_metrics(REGISTRY)
+
+
+def prime_deployment(m: Metrics, change_kinds: Collection[str], firewalls: Collection[str]) -> None:
+    """Create at zero the series whose labels come from the deployment: change points and TLS
+    sessions of each configured firewall (and "other"), so that a first change or session is
+    an increase that ``increase()`` sees."""
+    labels = (*firewalls, OTHER)
+    for firewall in labels:
+        for kind in change_kinds:
+            m.change_points.labels(kind, firewall)
+        for mode in MODES:
+            for decrypted in DECRYPTED:
+                for log_type in ("TRAFFIC", "DECRYPTION"):
+                    m.tls_sessions.labels(log_type, mode, decrypted, firewall)
 
 
 # --- update paths ----------------------------------------------------------------------------

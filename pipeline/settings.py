@@ -19,6 +19,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,29 @@ class Settings:
     recommend_min_span_s: float = 3600.0
     recommend_review_days: int = 30
 
+    # --- change points, coverage, certificates --------------------------------------------
+    # Changes the logs cannot show, each "TIME[,serial]" (ISO 8601; without a serial, a change
+    # of every firewall): annotations, before/after in analyze, regression alerts in the stream.
+    declared_changes: tuple[str, ...] = ()
+    # The windows compared before and after a change point, and when a failure cause counts as
+    # grown: at least change_min_failures after, at change_growth_factor times its rate before.
+    change_before_s: float = 3600.0
+    change_after_s: float = 3600.0
+    change_growth_factor: float = 2.0
+    change_min_failures: int = 5
+    # Change points of one kind on one firewall this close together are one (a commit shows in
+    # a CONFIG row, then in SYSTEM lines); analyze keeps the last one's time.
+    change_merge_s: float = 300.0
+    # Firewalls (serial or device name) whose metrics carry their name; the others "other".
+    metric_firewalls: tuple[str, ...] = ()
+    # Certificates no log shows: the decryption CAs and their Not After (ISO 8601).
+    forward_trust_ca: str = ""
+    forward_trust_ca_not_after: str = ""
+    forward_untrust_ca: str = ""
+    forward_untrust_ca_not_after: str = ""
+    # analyze lists the certificates that expire within this many days.
+    certificate_warn_days: int = 30
+
     def __repr__(self) -> str:
         parts = []
         for f in dataclasses.fields(self):
@@ -324,6 +348,11 @@ def validate(settings: Settings) -> None:
         "recommend_min_failures",
         "recommend_min_clients",
         "recommend_review_days",
+        "change_before_s",
+        "change_after_s",
+        "change_growth_factor",
+        "change_min_failures",
+        "certificate_warn_days",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
@@ -343,6 +372,15 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting alert_ewma_alpha must be in (0, 1], got {settings.alert_ewma_alpha!r}"
         )
+    if settings.change_merge_s < 0:
+        raise ConfigError(f"setting change_merge_s must be >= 0, got {settings.change_merge_s!r}")
+    for name in ("forward_trust_ca_not_after", "forward_untrust_ca_not_after"):
+        value = getattr(settings, name)
+        if value:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(f"setting {name} is not an ISO 8601 date: {value!r}") from None
     for name in ("topic_raw", "topic_events", "topic_alerts", "topic_dlq", "topic_events_ocsf"):
         topic = getattr(settings, name)
         if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):

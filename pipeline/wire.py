@@ -15,8 +15,10 @@ and the ``dlq`` command:
   the stage and bounded error type, a message, the pipeline version and the time.
 * ``panos.alerts``: an alert document (``pipeline.alerting.build_alert``) as JSON, keyed by
   its id.
-* window counts: a worker's failures of one cause in one alert window (``WindowCount``), keyed
-  by cause so that one detector sees every worker's part of a cause.
+* window counts: a worker's failures of one cause in one alert window (``WindowCount``, with
+  its failures per firewall), keyed by cause so that one detector sees every worker's part of
+  a cause; and the change points a worker saw (``ChangeNotice``), sent to every partition of
+  the same topic so that each cause's detector knows every firewall's changes.
 
 Pure: no Kafka client here, only what goes into and comes out of one.
 """
@@ -201,6 +203,7 @@ class Failure:
     category: str = ""
     mode: str = ""
     remediation: str = ""
+    firewall: str = ""  # serial
 
 
 def failure_of(record: Mapping[str, Any], diagnosis: Any, event_id: str) -> Failure:
@@ -216,6 +219,7 @@ def failure_of(record: Mapping[str, Any], diagnosis: Any, event_id: str) -> Fail
         category=diagnosis.category,
         mode=diagnosis.mode,
         remediation=diagnosis.remediation,
+        firewall=str(record.get("serial") or ""),
     )
 
 
@@ -240,12 +244,14 @@ class WindowCount:
     rules: dict[str, int] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
+    firewalls: dict[str, int] = field(default_factory=dict)  # serial -> failures
 
     def add(self, failure: Failure, n: int = 1) -> None:
         self.count += n
         _tally(self.servers, failure.server, n)
         _tally(self.rules, failure.rule, n)
         _tally(self.sources, failure.source, n)
+        _tally(self.firewalls, failure.firewall, n)
         if failure.event_id and len(self.samples) < SAMPLES:
             self.samples.append(failure.event_id)
         if not self.category:
@@ -262,6 +268,7 @@ class WindowCount:
             (self.servers, other.servers),
             (self.rules, other.rules),
             (self.sources, other.sources),
+            (self.firewalls, other.firewalls),
         ):
             for value, n in theirs.items():
                 _tally(mine, value, n)
@@ -294,6 +301,7 @@ _WINDOW_FIELDS = (
     "rules",
     "sources",
     "samples",
+    "firewalls",
 )
 
 
@@ -304,6 +312,8 @@ def encode_window_count(count: WindowCount) -> bytes:
 def decode_window_count(value: bytes | Mapping[str, Any]) -> WindowCount:
     """A window count from its Kafka value; ValueError when it is not one."""
     data = orjson.loads(value) if isinstance(value, bytes | bytearray) else value
+    if not isinstance(data, Mapping) or CHANGE_TAG in data:
+        raise ValueError("not a window count")
     try:
         return WindowCount(
             cause=str(data["cause"]),
@@ -317,6 +327,7 @@ def decode_window_count(value: bytes | Mapping[str, Any]) -> WindowCount:
             rules=_counts(data.get("rules")),
             sources=_counts(data.get("sources")),
             samples=[str(s) for s in (data.get("samples") or ())][:SAMPLES],
+            firewalls=_counts(data.get("firewalls")),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a window count: {exc}") from exc
@@ -338,3 +349,79 @@ def window_counts(failures: Iterable[tuple[float, Failure]], window_s: int) -> l
             slot = by_key[(failure.cause, window)] = WindowCount(failure.cause, window, window_s)
         slot.add(failure)
     return list(by_key.values())
+
+
+# --- change points -------------------------------------------------------------------------------
+
+CHANGE_TAG = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeNotice:
+    """A change point as the regression detector needs it: which firewall (empty: every
+    firewall), when the worker saw it (epoch seconds of processing time, what alert windows
+    count in), when it happened (the log's own time) and what it was."""
+
+    id: str
+    kind: str
+    firewall: str
+    name: str
+    seen: float
+    time: str  # ISO 8601
+    summary: str
+
+
+def change_notice(change: Any, seen: float) -> ChangeNotice:
+    """The notice of a ``pipeline.changes.ChangePoint`` a worker saw at ``seen``."""
+    return ChangeNotice(
+        id=change.id,
+        kind=change.kind,
+        firewall=change.firewall,
+        name=change.name,
+        seen=seen,
+        time=change.time.isoformat(),
+        summary=change.summary,
+    )
+
+
+def encode_change_notice(notice: ChangeNotice) -> bytes:
+    return orjson.dumps(
+        {
+            CHANGE_TAG: {
+                "id": notice.id,
+                "kind": notice.kind,
+                "firewall": notice.firewall,
+                "name": notice.name,
+                "seen": notice.seen,
+                "time": notice.time,
+                "summary": notice.summary,
+            }
+        }
+    )
+
+
+def decode_change_notice(value: bytes | Mapping[str, Any]) -> ChangeNotice:
+    """A change notice from its Kafka value; ValueError when it is not one."""
+    data = orjson.loads(value) if isinstance(value, bytes | bytearray) else value
+    try:
+        body = data[CHANGE_TAG]
+        return ChangeNotice(
+            id=str(body["id"]),
+            kind=str(body["kind"]),
+            firewall=str(body.get("firewall") or ""),
+            name=str(body.get("name") or ""),
+            seen=float(body["seen"]),
+            time=str(body.get("time") or ""),
+            summary=str(body.get("summary") or ""),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a change notice: {exc}") from exc
+
+
+def decode_counts_message(value: bytes) -> WindowCount | ChangeNotice:
+    """What the window-counts topic carries: a window count or a change notice; ValueError
+    for anything else."""
+    data = orjson.loads(value)
+    if isinstance(data, Mapping) and CHANGE_TAG in data:
+        return decode_change_notice(data)
+    return decode_window_count(data)

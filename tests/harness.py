@@ -22,6 +22,7 @@ from pipeline.commands.processes import Services, settings_env, spawn
 from pipeline.settings import Settings
 
 __all__ = [
+    "LOG_DOCUMENTS",
     "SAMPLE",
     "Services",
     "expected_ids",
@@ -84,16 +85,22 @@ def isolated_settings(base: Settings, tag: str, worker_dir: Path, **overrides: A
     return dataclasses.replace(base, **own)
 
 
+# The documents of log lines: every document but the change points' own (event.dataset
+# decryptscope.change), which the chain adds beside the lines that show a change.
+LOG_DOCUMENTS: dict = {"bool": {"must_not": [{"term": {"event.dataset": "decryptscope.change"}}]}}
+
+
 def wait_for_count(
     client: Any, index: str, expected: int, timeout: float = 120.0, query: dict | None = None
 ) -> int:
-    """Poll until ``index`` holds ``expected`` documents (or ``timeout``); returns the count."""
+    """Poll until ``index`` holds ``expected`` documents matching ``query`` (by default the
+    documents of log lines, ``LOG_DOCUMENTS``), or ``timeout``; returns the count."""
     deadline = time.monotonic() + timeout
     count = -1
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             client.indices.refresh(index=index)
-            count = client.count(index=index, query=query or {"match_all": {}})["count"]
+            count = client.count(index=index, query=query or LOG_DOCUMENTS)["count"]
             if count >= expected:
                 return count
         time.sleep(0.5)

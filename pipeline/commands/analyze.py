@@ -1,5 +1,7 @@
 """``decryptscope analyze [FILE ...]``: read log files (plain or gzip, ``-`` = stdin) through
-the chain, report failures by cause with top servers, rules and sources and the fixes.
+the chain, report failures by cause with top servers, rules and sources and the fixes, the
+failures before and after each change point (``--change-at TIME[,serial]`` declares one),
+decryption coverage and the certificates that will expire.
 Offline: no Kafka, no Elasticsearch."""
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import IO
 
 from tqdm import tqdm
 
+from pipeline import certificates, changes
 from pipeline.commands.offline import chain_for, run_files, sessions_for
 from pipeline.errors import ConfigError
 from pipeline.recommend import Gates
+from pipeline.regression import Criteria
 from pipeline.report.aggregate import Analyzer
 from pipeline.report.html import render_html
 from pipeline.report.text import render_json, render_text
@@ -37,11 +41,27 @@ def _metered(stream: IO[bytes], bar: tqdm) -> Iterator[bytes]:
         yield line
 
 
-def build(files: list[str], settings: Settings, *, progress: bool = False) -> dict:
-    """The report of ``files``."""
+def build(
+    files: list[str],
+    settings: Settings,
+    *,
+    progress: bool = False,
+    change_at: tuple[str, ...] = (),
+) -> dict:
+    """The report of ``files``; ``change_at``: changes declared for this run (``TIME[,serial]``
+    each), besides the ``declared_changes`` setting."""
     chain = chain_for(settings)
     sessions = sessions_for(settings)
-    analyzer = Analyzer(chain.classifier.catalogue, sessions, Gates.from_settings(settings))
+    analyzer = Analyzer(
+        chain.classifier.catalogue,
+        sessions,
+        Gates.from_settings(settings),
+        criteria=Criteria.from_settings(settings),
+        merge_s=settings.change_merge_s,
+        declared_changes=tuple(changes.declared((*settings.declared_changes, *change_at))),
+        warn_days=settings.certificate_warn_days,
+        declared_certificates=certificates.declared(settings),
+    )
     bars: list[tqdm] = []
 
     def meter(path: str, stream: IO[bytes]) -> Iterator[bytes]:
@@ -70,7 +90,12 @@ def build(files: list[str], settings: Settings, *, progress: bool = False) -> di
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     files = args.files or ["-"]
-    report = build(files, settings, progress=sys.stderr.isatty() and not args.no_progress)
+    report = build(
+        files,
+        settings,
+        progress=sys.stderr.isatty() and not args.no_progress,
+        change_at=tuple(getattr(args, "change_at", None) or ()),
+    )
     if args.html:
         try:
             Path(args.html).write_text(render_html(report, sources=files), encoding="utf-8")

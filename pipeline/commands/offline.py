@@ -47,8 +47,12 @@ def run_lines(
     *,
     path: str = "<input>",
     batch: int = BATCH,
+    versions: dict[str, tuple[str, str | None]] | None = None,
 ) -> Iterator[Batch]:
-    """The batches of ``lines`` through ``chain``; ``sessions`` carries over between calls."""
+    """The batches of ``lines`` through ``chain``; ``sessions`` carries over between calls, and
+    ``versions`` (the config version each firewall wrote last) when given."""
+    if versions is None:
+        versions = {}
     clock = 0.0
     numbers: list[int] = []
     messages: list[Message] = []
@@ -56,12 +60,12 @@ def run_lines(
         numbers.append(number)
         messages.append(Message(message))
         if len(messages) >= batch:
-            result = run_all(chain, messages, sessions, clock)
+            result = run_all(chain, messages, sessions, clock, versions)
             clock = result.clock
             yield Batch(path, numbers, result)
             numbers, messages = [], []
     if messages:
-        yield Batch(path, numbers, run_all(chain, messages, sessions, clock))
+        yield Batch(path, numbers, run_all(chain, messages, sessions, clock, versions))
 
 
 def run_files(
@@ -74,6 +78,7 @@ def run_files(
     """The batches of every file in turn (one correlation store across files: a session's
     lines may be split over rotated files). ``meter(path, stream)`` may wrap each stream (a
     progress bar). A file that cannot be read raises ConfigError."""
+    versions: dict[str, tuple[str, str | None]] = {}
     for path in paths:
         name = "<stdin>" if path == "-" else str(path)
         try:
@@ -82,7 +87,7 @@ def run_files(
             raise ConfigError(f"cannot read {name}: {exc.strerror or exc}") from exc
         try:
             lines = meter(path, stream) if meter is not None else stream
-            yield from run_lines(lines, chain, sessions, path=name)
+            yield from run_lines(lines, chain, sessions, path=name, versions=versions)
         except (OSError, EOFError) as exc:
             raise ConfigError(f"cannot read {name}: {exc}") from exc
         finally:

@@ -1,6 +1,8 @@
 """The ``analyze`` report: failures by cause and mode, top servers, rules and sources per
 cause, the time span, a timeline and the recommendations (``pipeline.recommend``, the same
-code path as ``decryptscope recommend``). Pure aggregation: the chain's batch results in
+code path as ``decryptscope recommend``); change points with failures before and after them,
+decryption coverage and expiring certificates (``before_after``, ``coverage``,
+``certificates`` beside this module). Pure aggregation: the chain's batch results in
 (``pipeline.chain``), a plain dict out (renderers beside this module).
 
 A failure is counted once per session: the TRAFFIC, DECRYPTION and SESSION records of one
@@ -16,10 +18,16 @@ from typing import Any
 
 import orjson
 
+from pipeline.certificates import Declared
 from pipeline.chain import BatchResult, Document, event_time
+from pipeline.changes import ChangePoint
 from pipeline.correlate import Sessions
 from pipeline.diagnosis import Catalogue, Diagnosis
 from pipeline.recommend import Evidence, Gates
+from pipeline.regression import Criteria
+from pipeline.report.before_after import BeforeAfter
+from pipeline.report.certificates import Certificates
+from pipeline.report.coverage import Coverage
 
 TOP_N = 5
 # Timeline bucket sizes, seconds; the smallest giving at most MAX_BUCKETS buckets is used.
@@ -39,12 +47,24 @@ class Analyzer:
     """Feed the chain's batch results (``add``); ``report()`` summarises."""
 
     def __init__(
-        self, catalogue: Catalogue, sessions: Sessions, gates: Gates | None = None
+        self,
+        catalogue: Catalogue,
+        sessions: Sessions,
+        gates: Gates | None = None,
+        *,
+        criteria: Criteria | None = None,
+        merge_s: float = 300.0,
+        declared_changes: tuple[ChangePoint, ...] = (),
+        warn_days: int = 30,
+        declared_certificates: tuple[Declared, ...] = (),
     ) -> None:
         self.catalogue = catalogue
         self.sessions = sessions
         self.gates = gates or Gates()
         self.evidence = Evidence()
+        self.coverage = Coverage()
+        self.before_after = BeforeAfter(criteria or Criteria(), merge_s, declared_changes)
+        self.certificates = Certificates(warn_days, declared_certificates)
         self.records = 0
         self.by_type: Counter[str] = Counter()
         self.parse_errors: Counter[str] = Counter()
@@ -76,6 +96,9 @@ class Analyzer:
                 or doc.doc_id in self.evidence.facts
             ):
                 self.evidence.add(doc.doc_id, orjson.loads(doc.source))
+            self.coverage.add(doc)
+            self.before_after.add(doc)
+            self.certificates.add(doc)
 
     def _count(self, doc: Document, diagnosis: Diagnosis, when: datetime | None) -> None:
         record = doc.record
@@ -99,7 +122,18 @@ class Analyzer:
                 failure.fields[name] = value
 
     def report(self) -> dict[str, Any]:
-        return build_report(self)
+        report = build_report(self)
+        sessions = self.coverage.counted()
+        report["changes"] = self.before_after.report(
+            ((s.firewall, s.time) for s in sessions),
+            (
+                (str(f.fields.get("serial") or ""), f.time, f.diagnosis.cause)
+                for f in self.failures.values()
+            ),
+        )
+        report["coverage"] = self.coverage.report()
+        report["certificates"] = self.certificates.report(self.last)
+        return report
 
 
 def _top(counter: Counter[str]) -> list[dict[str, Any]]:

@@ -340,6 +340,124 @@ def _recommendations(report: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _changes(report: dict[str, Any]) -> str:
+    changes = report.get("changes")
+    if not changes or not changes["points"]:
+        return (
+            '<p class="empty">No change points in the logs and none declared '
+            "(<code>--change-at TIME[,serial]</code>).</p>"
+        )
+    out = [
+        f'<p class="meta">{changes["before_s"]:g} s before vs {changes["after_s"]:g} s after each '
+        f"change (until the firewall's next change); flagged: a cause that appeared, or grew "
+        f"{changes['growth_factor']:g} times with at least {changes['min_failures']} failures "
+        "after.</p>"
+    ]
+    for p in changes["points"]:
+        before, after = p["before"], p["after"]
+        basis = "share of TLS sessions" if p["basis"] == "share" else "failures per hour"
+        rows = [
+            "<table><tr><th>cause</th><th>before</th><th>after</th><th>growth</th><th></th></tr>"
+        ]
+        for c in p["causes"]:
+            b, a = c["before"], c["after"]
+            flag = f'<span class="flag">{_e(c["flag"])}</span>' if c["flag"] else ""
+            growth = f"x{c['growth']:.1f}" if c["growth"] else ""
+            rows.append(
+                f"<tr><td>{_e(c['cause'])}</td><td class=num>{b['failures']} ({_pct(b['share'])})"
+                f"</td><td class=num>{a['failures']} ({_pct(a['share'])})</td>"
+                f"<td class=num>{growth}</td><td>{flag}</td></tr>"
+            )
+        rows.append("</table>")
+        merged = f" (x{p['merged']})" if p["merged"] > 1 else ""
+        out.append(
+            f'<div class="cause"><h3>{_e(p["time"])} · {_e(p["firewall"])} · {_e(p["kind"])}'
+            f"{merged}</h3><div class=meta>{_e(p['summary'])}</div>"
+            f"<div class=meta>TLS sessions {before['tls_sessions']} → {after['tls_sessions']}; "
+            f"failure rate {_pct(before['failure_rate'])} → {_pct(after['failure_rate'])}; "
+            f"compared by {basis}"
+            + ("" if before["covered_s"] else "; no logs of this firewall before it")
+            + "</div>"
+            + ("".join(rows) if p["causes"] else "")
+            + "</div>"
+        )
+    return "".join(out)
+
+
+def _coverage(report: dict[str, Any]) -> str:
+    cov = report.get("coverage")
+    if not cov or not cov["tls_sessions"]:
+        return (
+            '<p class="empty">No TLS session ends or DECRYPTION logs that say whether the '
+            "session was decrypted.</p>"
+        )
+    out = [
+        f'<div class="kpis"><div class="kpi"><b>{_pct(cov["share_decrypted"])}</b><span>of '
+        f"{cov['tls_sessions']} TLS sessions decrypted</span></div><div class=kpi><b>"
+        f"{cov['not_decrypted']}</b><span>not decrypted</span></div></div>"
+    ]
+    for title, key in (
+        ("by firewall", "by_firewall"),
+        ("by security rule", "by_rule"),
+        ("by zone pair", "by_zones"),
+        ("by application", "by_application"),
+    ):
+        rows = "".join(
+            f"<tr><td>{_e(r['value'])}</td><td class=num>{r['sessions']}</td>"
+            f"<td class=num>{r['decrypted']}</td><td class=num>{_pct(r['share_decrypted'])}</td>"
+            f'<td style="width:30%"><div class="bar" '
+            f'style="width:{r["share_decrypted"] * 100:.1f}%"></div></td></tr>'
+            for r in cov[key]
+        )
+        out.append(
+            f"<h4>{_e(title)}</h4><table><tr><th></th><th>sessions</th><th>decrypted</th>"
+            f"<th>share</th><th></th></tr>{rows}</table>"
+        )
+    for title, key in (
+        ("Undecrypted destinations by sessions", "undecrypted_by_sessions"),
+        ("Undecrypted destinations by bytes", "undecrypted_by_bytes"),
+    ):
+        rows = "".join(
+            f"<tr><td>{_e(r['destination'])}</td><td class=num>{r['sessions']}</td>"
+            f"<td class=num>{r['bytes']}</td></tr>"
+            for r in cov[key]
+        )
+        out.append(
+            f"<h4>{_e(title)}</h4><table><tr><th>destination</th><th>sessions</th>"
+            f"<th>bytes</th></tr>{rows}</table>"
+        )
+    return "".join(out)
+
+
+def _certificates(report: dict[str, Any]) -> str:
+    certs = report.get("certificates")
+    if not certs or not certs["expiring"]:
+        seen = certs["seen"] if certs else 0
+        days = certs["warn_days"] if certs else 30
+        return f'<p class="empty">None expires within {days} days ({seen} certificates seen).</p>'
+    rows = []
+    for c in certs["expiring"]:
+        left = c.get("days_left")
+        left_text = "unknown" if left is None else ("expired" if left <= 0 else f"{left}")
+        servers = ", ".join(_e(s["value"]) for s in c.get("servers", ()))
+        rows.append(
+            f"<tr><td>{_e(c['role'])}</td><td>{_e(c['subject'])}<br><span class=meta>"
+            f"{_e(c.get('issuer', ''))}</span></td><td>{_e(c['not_after'])}</td>"
+            f"<td class=num>{_e(left_text)}</td><td class=num>{_e(c.get('sessions', '-'))}</td>"
+            f"<td>{servers}</td></tr>"
+        )
+    return (
+        f'<p class="meta">Expiring within {certs["warn_days"]} days, or expired; days left at '
+        "the time of the last log that showed the certificate.</p><table><tr><th>role</th>"
+        "<th>certificate</th><th>not after</th><th>days left</th><th>sessions</th>"
+        f"<th>servers</th></tr>{''.join(rows)}</table>"
+    )
+
+
 def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> str:
     subtitle = (
         f"{report['failures']['sessions']} failed sessions in {report['records']} records"
@@ -354,6 +472,9 @@ def render_html(report: dict[str, Any], *, sources: list[str] | None = None) -> 
         "mode_table": _mode_table(report),
         "details": _details(report),
         "recommendations": _recommendations(report),
+        "changes": _changes(report),
+        "coverage": _coverage(report),
+        "certificates": _certificates(report),
         "version": _e(__version__),
     }
     page = REPORT_TEMPLATE.read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ def render_text(report: dict[str, Any]) -> str:
     if not report["causes"]:
         out.append("")
         out.append("No decryption failures found.")
-        return "\n".join(out) + "\n"
+        return "\n".join(out) + "\n" + render_extras(report)
     out.append("")
     out.append("Failures by mode")
     for m in report["modes"]:
@@ -78,7 +78,7 @@ def render_text(report: dict[str, Any]) -> str:
     if report.get("recommendations"):
         out.append("")
         out.append(render_recommendations(report["recommendations"]).rstrip("\n"))
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + render_extras(report)
 
 
 # --- recommendations (``analyze`` and ``decryptscope recommend``) --------------------------------
@@ -255,3 +255,103 @@ def render_recommendations(section: dict[str, Any]) -> str:
             0,
         )
     return "\n".join(out) + "\n"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _changes_text(changes: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        f"Change points (failures {changes['before_s']:g} s before vs {changes['after_s']:g} s "
+        f"after; flagged: a cause that appeared, or grew x{changes['growth_factor']:g} with at "
+        f"least {changes['min_failures']} failures after)",
+    ]
+    if not changes["points"]:
+        out.append("  none found in the logs and none declared (--change-at TIME[,serial])")
+        return out
+    for point in changes["points"]:
+        merged = f" (x{point['merged']})" if point["merged"] > 1 else ""
+        out.append(
+            f"  {point['time']}  {point['firewall']}  {point['kind']}{merged}: {point['summary']}"
+        )
+        before, after = point["before"], point["after"]
+        if not before["covered_s"]:
+            note = "; no logs of this firewall before it"
+        else:
+            basis = "share of TLS sessions" if point["basis"] == "share" else "failures per hour"
+            note = f"; compared by {basis}"
+        out.append(
+            f"      TLS sessions {before['tls_sessions']} -> {after['tls_sessions']}, failure rate "
+            f"{_share(before['failure_rate'])} -> {_share(after['failure_rate'])}{note}"
+        )
+        for cause in point["causes"][:8]:
+            b, a = cause["before"], cause["after"]
+            flag = f"  {cause['flag'].upper()}" if cause["flag"] else ""
+            grown = f" x{cause['growth']:.1f}" if cause["growth"] else ""
+            out.append(
+                f"      {cause['cause']:<38}{b['failures']:>5} ({_share(b['share']):>6}) ->"
+                f"{a['failures']:>5} ({_share(a['share']):>6}){grown}{flag}"
+            )
+    return out
+
+
+def _coverage_text(cov: dict[str, Any]) -> list[str]:
+    out = ["", "Decryption coverage (TLS sessions that did not fail)"]
+    if not cov["tls_sessions"]:
+        out.append("  no TLS session ends or DECRYPTION logs that say whether they were decrypted")
+        return out
+    out.append(
+        f"  {cov['tls_sessions']} TLS sessions: {cov['decrypted']} decrypted "
+        f"({_share(cov['share_decrypted'])}), {cov['not_decrypted']} not decrypted"
+    )
+    for label, key in (
+        ("by firewall", "by_firewall"),
+        ("by rule", "by_rule"),
+        ("by zones", "by_zones"),
+        ("by application", "by_application"),
+    ):
+        rows = ", ".join(f"{r['value']} {r['decrypted']}/{r['sessions']}" for r in cov[key][:5])
+        out.append(f"    {label:<18}{rows}")
+    rows = ", ".join(
+        f"{r['destination']} ({r['sessions']} sessions, {r['bytes']} B)"
+        for r in cov["undecrypted_by_sessions"][:5]
+    )
+    out.append(f"    {'not decrypted':<18}{rows or '-'}")
+    rows = ", ".join(
+        f"{r['destination']} ({r['bytes']} B)" for r in cov["undecrypted_by_bytes"][:5]
+    )
+    out.append(f"    {'  by bytes':<18}{rows or '-'}")
+    return out
+
+
+def _certificates_text(certs: dict[str, Any]) -> list[str]:
+    out = ["", f"Certificates that expire within {certs['warn_days']} days (or have expired)"]
+    if not certs["expiring"]:
+        out.append(f"  none ({certs['seen']} certificates seen)")
+        return out
+    for cert in certs["expiring"]:
+        left = cert.get("days_left")
+        left_text = "expired" if left is not None and left <= 0 else f"{left} days left"
+        if left is None:
+            left_text = "days left unknown"
+        servers = ", ".join(s["value"] for s in cert.get("servers", ())[:3])
+        sessions = f", {cert['sessions']} sessions" if "sessions" in cert else ""
+        out.append(
+            f"  {cert['role']:<20}{cert['subject']}  not after {cert['not_after']}  "
+            f"({left_text}{sessions}{'; servers ' + servers if servers else ''})"
+        )
+    return out
+
+
+def render_extras(report: dict[str, Any]) -> str:
+    """The change points, coverage and certificates sections (text)."""
+    out: list[str] = []
+    if "changes" in report:
+        out += _changes_text(report["changes"])
+    if "coverage" in report:
+        out += _coverage_text(report["coverage"])
+    if "certificates" in report:
+        out += _certificates_text(report["certificates"])
+    return "\n".join(out) + "\n" if out else ""

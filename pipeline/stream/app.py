@@ -15,15 +15,18 @@ import time
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import kafka_config
+from pipeline import changes, kafka_config, wire
 from pipeline.chain import Chain, ChainConfig
-from pipeline.metrics import METRICS, Metrics, prime_causes, update_consumer_lag
+from pipeline.ecs import index_name
+from pipeline.metrics import METRICS, Metrics, observe_alert, prime_causes, update_consumer_lag
 from pipeline.settings import Settings
 from pipeline.sinks.elasticsearch import BulkWriter, make_client
 from pipeline.stream import spikes, worker
+from pipeline.stream.changes import ChangeRelay
 from pipeline.stream.indexing import STOP_GRACE_S, InFlight
 from pipeline.stream.tables import CorrelationTable
 from pipeline.stream.topics import Topics, declare
@@ -32,6 +35,8 @@ CORRELATION_TABLE = "correlation"
 LAG_INTERVAL_S = 5.0
 # How often ended alert windows are flushed when no batch arrives (well under alert_grace_s).
 WINDOW_FLUSH_S = 1.0
+# How often the certificates' days-left buckets are counted again.
+CERTIFICATES_S = 15.0
 
 
 def create_app(
@@ -90,6 +95,7 @@ def create_app(
     chain = Chain(ChainConfig.from_settings(settings))
     prime_causes(metrics, chain.classifier.catalogue.labels())
     windows = spikes.FailureWindows(settings.alert_window_s)
+    relay = ChangeRelay(settings, metrics)
     in_flight = InFlight()
     writer = None
     if settings.worker_index:
@@ -102,6 +108,7 @@ def create_app(
         "windows": windows,
         "writer": writer,
         "in_flight": in_flight,
+        "relay": relay,
     }
     app.decryptscope = parts
     raw_topic = settings.topic_raw
@@ -110,6 +117,24 @@ def create_app(
         """Whether this worker owns a partition of the raw topic (and of the tables)."""
         mine = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == raw_topic}
         return mine.__contains__
+
+    alerts_writer: list[BulkWriter] = []
+
+    async def index_alerts(alerts: list[dict[str, Any]]) -> None:
+        if not settings.alerts_index:
+            return
+        if not alerts_writer:
+            alerts_writer.append(
+                BulkWriter(make_client(settings), settings, index_prefix=settings.alerts_index)
+            )
+        await alerts_writer[0].write([(alert["id"], alert) for alert in alerts])
+
+    async def raise_alerts(alerts: list[dict[str, Any]]) -> None:
+        """Alerts a change raises at once: counted, on the alerts topic, in the alerts index."""
+        for alert in alerts:
+            observe_alert(metrics, alert["kind"], alert["cause"])
+            topics.alerts.send_soon(key=alert["id"].encode(), value=wire.encode_alert(alert))
+        await index_alerts(alerts)
 
     worker.register(
         app,
@@ -122,17 +147,9 @@ def create_app(
         writer=writer,
         in_flight=in_flight,
         metrics=metrics,
+        relay=relay,
+        raise_alerts=raise_alerts,
     )
-    alerts_writer: list[BulkWriter] = []
-
-    async def index_alerts(alerts: list[dict[str, Any]]) -> None:
-        if not settings.alerts_index:
-            return
-        if not alerts_writer:
-            alerts_writer.append(
-                BulkWriter(make_client(settings), settings, index_prefix=settings.alerts_index)
-            )
-        await alerts_writer[0].write([(alert["id"], alert) for alert in alerts])
 
     spikes.register(
         app,
@@ -169,6 +186,24 @@ def create_app(
     async def _flush_windows() -> None:
         # Counts of ended windows go to the detector even when no batch comes.
         worker.send_counts(topics, windows.due(time.time()))
+
+    @app.timer(interval=CERTIFICATES_S)
+    async def _count_certificates() -> None:
+        relay.refresh_certificates(time.time())
+
+    @app.task
+    async def _declared_changes() -> None:
+        # The declared changes' documents (Grafana annotates them like the detected ones);
+        # their ids are fixed, so every worker and every restart writes the same documents.
+        if writer is None or not relay.declared:
+            return
+        documents = []
+        for change in relay.declared:
+            source = orjson.dumps(changes.to_ecs(change))
+            documents.append(
+                (change.id, index_name(change.time.isoformat(), settings.index_prefix), source)
+            )
+        await writer.write_encoded(documents)
 
     @app.timer(interval=max(1.0, settings.correlation_window_s / 4))
     async def _expire_sessions() -> None:

@@ -9,6 +9,11 @@ detector adds the counts of every worker up.
   evaluates each window ``alert_grace_s`` after its end; baselines live in a changelogged
   table, written with the partition their cause's counts arrive on. Alerts go to the alerts
   topic and the alerts index. The statistics are in ``pipeline.alerting``.
+* Change points: every worker sends the change notices it saw to every partition of the same
+  topic (``pipeline.stream.changes``), and the declared changes of the settings are known from
+  the start, so each cause's detector can tell when its failures on a firewall rose after a
+  change of that firewall (``regression`` alerts, and the time of the last one per cause,
+  change kind and firewall in ``decryptscope_regression_last_timestamp_seconds``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pipeline import wire
+from pipeline import changes, wire
 from pipeline.alerting import AlertConfig, SpikeDetector
-from pipeline.metrics import METRICS, Metrics, observe_alert
+from pipeline.metrics import (
+    METRICS,
+    Metrics,
+    cause_label,
+    change_kind_label,
+    firewall_label,
+    observe_alert,
+)
 from pipeline.stream import tables
 
 BASELINES_TABLE = "spike-baselines"
@@ -69,10 +81,21 @@ def register(
         grace_s=settings.alert_grace_s,
     )
     partition_of: dict[str, int] = {}
+    for declared in changes.declared(settings.declared_changes):
+        detector.add_change(wire.change_notice(declared, declared.time.timestamp()))
+    kinds = frozenset(changes.kinds())
+    firewalls = frozenset(settings.metric_firewalls)
 
     async def emit(alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
             observe_alert(metrics, alert["kind"], alert["cause"])
+            if alert["kind"] == "regression":
+                change = alert["change"]
+                metrics.regression_last.labels(
+                    cause_label(metrics, alert["cause"]),
+                    change_kind_label(change["kind"], kinds),
+                    firewall_label(alert["firewall"], change.get("name"), firewalls),
+                ).set(time.time())
             await alerts_topic.send(key=alert["id"].encode(), value=wire.encode_alert(alert))
         if alerts and index_alerts is not None:
             await index_alerts(alerts)
@@ -81,11 +104,14 @@ def register(
     async def detect_spikes(stream: Any) -> None:
         async for event in stream.events():
             try:
-                count = wire.decode_window_count(event.value)
+                message = wire.decode_counts_message(event.value)
             except ValueError:
                 continue  # not ours: the topic is internal, nothing else should write it
-            partition_of[count.cause] = event.message.partition
-            detector.add(count)
+            if isinstance(message, wire.ChangeNotice):
+                detector.add_change(message)
+                continue
+            partition_of[message.cause] = event.message.partition
+            detector.add(message)
 
     async def close_windows() -> None:
         # Alerts for a window come out even when no count follows it.

@@ -9,6 +9,8 @@ Per batch (``batch_size`` messages or ``batch_max_wait_s``, whichever comes firs
    (buffered sends: Faust flushes its producer before it commits offsets);
 3. the state changes go to the correlation table, each key once, with its source partition;
 4. failures are added to this worker's alert windows, metrics are counted once per label;
+   change points go to every detector and a change that alerts at once to the alerts topic
+   (``pipeline.stream.changes``);
 5. the documents are bulk-indexed into Elasticsearch while the next batch is processed (up to
    two requests in flight); the batch's events stay held until every document is indexed or
    dead-lettered, so an offset is committed only then (``pipeline.stream.indexing``).
@@ -25,6 +27,7 @@ from pipeline.chain import BatchResult, Chain, Counts, Document, Message
 from pipeline.metrics import Metrics, observe_batch
 from pipeline.settings import Settings
 from pipeline.sinks.elasticsearch import BulkWriter
+from pipeline.stream.changes import ChangeRelay
 from pipeline.stream.indexing import InFlight, hold, release
 from pipeline.stream.spikes import FailureWindows
 from pipeline.stream.tables import CorrelationTable
@@ -84,9 +87,13 @@ def register(
     in_flight: InFlight,
     metrics: Metrics,
     clock: Callable[[], float] = time.time,
+    relay: ChangeRelay | None = None,
+    raise_alerts: Callable[[list[dict[str, Any]]], Any] | None = None,
 ) -> Any:
     """Add the batch agent to ``app``. ``writer`` None: publish to ``panos.events`` only (no
-    Elasticsearch), e.g. where another consumer indexes."""
+    Elasticsearch), e.g. where another consumer indexes. ``relay``: change points, coverage
+    and certificates of each batch (``pipeline.stream.changes``); ``raise_alerts``: where the
+    alerts a change raises at once go (the alerts topic and index)."""
     dlq_topic = topics.dlq
 
     producer = app.producer
@@ -139,8 +146,16 @@ def register(
                     # next worker consumes them again)
                     continue
                 now = clock()
-                result = chain.run([to_message(e) for e in batch], correlation.entries, now)
+                versions = relay.versions if relay is not None else None
+                messages = [to_message(e) for e in batch]
+                result = chain.run(messages, correlation.entries, now, versions)
                 await publish(result, batch)
+                if relay is not None:
+                    alerts = relay.observe(result, now)
+                    if result.changes:
+                        relay.send(topics.failure_counts, result, now)
+                    if alerts and raise_alerts is not None:
+                        await raise_alerts(alerts)
                 if result.state:
                     partitions = {
                         key: batch[position].message.partition

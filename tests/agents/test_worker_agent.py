@@ -325,3 +325,32 @@ async def test_the_correlation_table_expires_and_stays_bounded(make) -> None:
     tombstones = [w for w in rec.sent["log"] if w["value"] is None]
     assert len(tombstones) == 3  # one eviction, two expiries, each to its partition
     assert {w["partition"] for w in tombstones} == {0}
+
+
+CHANGES = GOLDEN.parent / "changes"
+
+
+async def test_a_change_point_is_published_noticed_and_a_cert_expiry_alerts_at_once(make) -> None:
+    app, rec, client = make(topic_partitions=3)
+    topics = app.decryptscope["topics"]
+    notices: list[dict] = []
+    alerts: list[dict] = []
+    topics.failure_counts.send_soon = lambda **kw: notices.append(kw)
+    topics.alerts.send_soon = lambda **kw: alerts.append(kw)
+    # System Log Reference, crypto/cert-expiry (the golden case's first line)
+    text = (CHANGES / "system-certificates.log").read_bytes().splitlines()
+    expiry = next(x for x in text if b",cert-expiry," in x)
+    await put_all(app, [expiry])
+    record_doc, change_doc = docs(rec)
+    assert record_doc["event"]["dataset"] == "panw.panos"
+    assert change_doc["event"]["dataset"] == "decryptscope.change"
+    assert change_doc["decryptscope"]["change"]["kind"] == "certificate-expired"
+    indexed = [op["index"]["_id"] for request in client.requests for op in request[0::2]]
+    assert change_doc["decryptscope"]["change"]["id"] in indexed
+    # the change goes to every partition of the window-counts topic, for every detector
+    assert sorted(n["partition"] for n in notices) == [0, 1, 2]
+    notice = wire.decode_counts_message(notices[0]["value"])
+    assert isinstance(notice, wire.ChangeNotice) and notice.kind == "certificate-expired"
+    [alert] = [orjson.loads(a["value"]) for a in alerts]
+    assert alert["kind"] == "certificate_expired" and alert["severity"] == "critical"
+    assert alert["change"]["id"] == change_doc["decryptscope"]["change"]["id"]

@@ -32,6 +32,9 @@ OTHER_SAMPLES = [
     ROOT / "tests" / "golden" / "decryption-ipv6.log",
     # a cause only an exclusion fixes, for the exclusion-candidates panel
     ROOT / "tests" / "golden" / "diagnosis" / "certificate-pinning.log",
+    # coverage panels: a decrypted session's TRAFFIC end, a No Decrypt handshake
+    ROOT / "tests" / "golden" / "diagnosis" / "none-tcp-fin.log",
+    ROOT / "tests" / "golden" / "diagnosis" / "none-no-decrypt.log",
 ]
 
 

@@ -16,6 +16,7 @@ from elasticsearch import helpers
 
 from pipeline.commands import replay
 from tests.harness import (
+    LOG_DOCUMENTS,
     SAMPLE,
     Services,
     expected_ids,
@@ -64,7 +65,12 @@ def test_setup_ingest_and_worker_run_over_mutual_tls(
         assert sent == len(lines)
         assert wait_for_count(es_client, s.index_prefix, len(wanted), timeout=180) == len(wanted)
         es_client.indices.refresh(index=s.index_prefix)
-        found = {h["_id"] for h in helpers.scan(es_client, index=s.index_prefix, _source=False)}
+        found = {
+            h["_id"]
+            for h in helpers.scan(
+                es_client, index=s.index_prefix, _source=False, query={"query": LOG_DOCUMENTS}
+            )
+        }
         assert found == wanted
         services.check_alive()
     finally:

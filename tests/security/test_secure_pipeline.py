@@ -33,6 +33,7 @@ from pipeline import kafka_config
 from pipeline.commands import replay
 from pipeline.stack import procs
 from tests.harness import (
+    LOG_DOCUMENTS,
     SAMPLE,
     Services,
     expected_ids,
@@ -129,7 +130,7 @@ def test_mtls_sasl_ssl_and_es_auth_end_to_end(secure_run, pki) -> None:
     client = es_admin(s)
     assert wait_for_count(client, s.index_prefix, len(wanted)) == len(wanted)
     client.indices.refresh(index=s.index_prefix)
-    hits = client.search(index=s.index_prefix, size=1000, query={"match_all": {}})["hits"]
+    hits = client.search(index=s.index_prefix, size=1000, query=LOG_DOCUMENTS)["hits"]
     assert {h["_id"] for h in hits["hits"]} == wanted
     client.close()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.alerting import build_alert
+from pipeline.alerting import build_alert, change_alert
+from pipeline.changes import ChangePoint
 from pipeline.sinks import es_templates
 from pipeline.sinks.elasticsearch import bulk_body, index_for
 
@@ -106,12 +107,63 @@ def test_alerts_template_maps_every_field_of_an_alert() -> None:
         top_sources=[{"value": "192.0.2.10", "count": 40}],
         samples=["012801096514:DECRYPTION:7451000000000001017"],
     )
+    regression = build_alert(
+        kind="regression",
+        cause="inbound-proxy-handshake-failure",
+        server="",
+        category="inbound-inspection",
+        mode="inbound-inspection",
+        remediation="Check the cipher suites.",
+        window_start=1_790_000_000,
+        window_s=60,
+        observed=12,
+        expected=0.0,
+        deviation=0.0,
+        top_servers=[{"value": "198.51.100.80", "count": 12}],
+        top_rules=[{"value": "inbound-portal", "count": 12}],
+        top_sources=[{"value": "203.0.113.51", "count": 12}],
+        samples=["012801096530:DECRYPTION:7453000000000004101"],
+        firewall="012801096530",
+        change={
+            "id": "012801096530:CHANGE:version:2562:1795170600",
+            "kind": "software",
+            "firewall": "012801096530",
+            "name": "fw-dmz-01",
+            "time": "2026-11-20T09:30:00+00:00",
+            "summary": "PAN-OS 10.1 -> 10.2",
+        },
+        comparison={
+            "verdict": "appeared",
+            "before": {"failures": 0, "windows": 30},
+            "after": {"failures": 12, "windows": 4},
+        },
+    )
+    expired = change_alert(
+        ChangePoint(
+            id="012801096530:SYSTEM:7455000000000004009:change",
+            kind="certificate-expired",
+            category="configuration",
+            firewall="012801096530",
+            name="fw-dmz-01",
+            time=datetime(2026, 11, 25, 12, tzinfo=UTC),
+            summary="Certificate portal-inbound has expired",
+            rule="cert-expiry",
+            evidence="doc",
+            object="portal-inbound",
+            alert="critical",
+            remediation="Renew it.",
+        )
+    )
     body = es_templates.alerts_template("run1-alerts")
     assert body["index_patterns"] == ["run1-alerts-*"]
     assert body["template"]["aliases"] == {"run1-alerts": {}}
     assert body["template"]["settings"]["index"]["number_of_replicas"] == "0"
     mapped = _mapped_paths(body["template"]["mappings"]["properties"])
-    assert _document_paths(alert) == set(mapped)
+    documents = (alert, regression, expired)
+    assert set().union(*map(_document_paths, documents)) == set(mapped)
+    for path in ("firewall", "change.id", "change.kind", "verdict"):
+        assert mapped[path] == "keyword", path
+    assert mapped["change.time"] == "date"
     # Exact values for term queries and aggregations: never analysed text.
     for path in ("id", "kind", "severity", "cause", "category", "mode", "server"):
         assert mapped[path] == "keyword", path

@@ -67,7 +67,18 @@ def test_the_sdk_models_keep_every_key(path):
 
     original = json.loads(path.read_text())
     again = json.loads(json.dumps(Dashboard.from_json(original), cls=JSONEncoder))
-    assert paths(original) - paths(again) == set()
+    # The SDK's AnnotationQuery models the keys every data source shares; an Elasticsearch
+    # annotation's own keys (its query, time, text and tags fields) are type-checked by the
+    # TypeScript copy instead (ElasticsearchAnnotation).
+    own = {"target.query", "target.refId", "timeField", "textField", "tagsField"}
+    es_annotations = {
+        f".annotations.list[{i}].{key}"
+        for i, annotation in enumerate(original.get("annotations", {}).get("list", []))
+        if annotation["datasource"]["type"] == "elasticsearch"
+        for key in own
+    }
+    assert paths(original) - paths(again) <= es_annotations
+    assert paths(original) - paths(again) - es_annotations == set()
 
 
 def test_the_three_dashboards_cover_failures_drilldown_and_health():
@@ -83,6 +94,42 @@ def test_the_three_dashboards_cover_failures_drilldown_and_health():
     health = " ".join(promql(by_uid["decryptscope-health"]))
     for metric in ("consumer_lag", "dead_letters", "es_bulk_duration", "events_total"):
         assert metric in health
+
+
+def test_the_failure_dashboards_annotate_change_points_from_elasticsearch():
+    by_uid = {json.loads(p.read_text())["uid"]: json.loads(p.read_text()) for p in DASHBOARDS}
+    for uid in ("decryptscope-failures", "decryptscope-drilldown"):
+        [annotation] = by_uid[uid]["annotations"]["list"]
+        assert annotation["datasource"] == {
+            "type": "elasticsearch",
+            "uid": "decryptscope-elasticsearch",
+        }
+        # the change documents' own dataset and fields (schemas/ecs/event.schema.json)
+        assert annotation["target"]["query"] == 'event.dataset:"decryptscope.change"'
+        assert annotation["timeField"] == "@timestamp"
+        assert annotation["textField"] == "message"
+        assert annotation["tagsField"] == "decryptscope.change.kind"
+    health = by_uid["decryptscope-health"]
+    assert not health.get("annotations", {}).get("list")
+
+
+def test_coverage_and_certificate_panels():
+    failures = json.loads((GRAFANA / "dashboards" / "decryption-failures.json").read_text())
+    exprs = " ".join(promql(failures))
+    assert "decryptscope_tls_sessions_decrypted:ratio_rate1h" in exprs
+    assert "role_days_left:decryptscope_certificates:count" in exprs
+    es_targets = [
+        t
+        for p in panels(failures)
+        for t in p.get("targets", [])
+        if t.get("datasource", {}).get("type") == "elasticsearch"
+        and t.get("query") == "decryptscope.decrypted:false"
+    ]
+    fields = {t["bucketAggs"][0]["field"] for t in es_targets}
+    assert fields == {"destination.ip", "destination.domain"}
+    for target in es_targets:
+        assert {m["type"] for m in target["metrics"]} == {"count", "sum"}
+        assert next(m for m in target["metrics"] if m["type"] == "sum")["field"] == "network.bytes"
 
 
 def test_datasource_uids_match_provisioning():

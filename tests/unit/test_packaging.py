@@ -22,7 +22,8 @@ from pipeline.stack import es_plugin
 
 # What the program reads at run time, as kept in the source tree, and who reads it:
 RUNTIME = (
-    # panos/layouts.py, diagnosis/catalogue.py, sinks/es_templates.py, metrics.py
+    # panos/layouts.py, diagnosis/catalogue.py, sinks/es_templates.py, metrics.py, changes.py,
+    # coverage.py
     "schemas",
     # stack/components.py (Kafka and Elasticsearch configs), stack/fetch.py (pom.xml),
     # stack/es_plugin.py (the plugin source it compiles)
