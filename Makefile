@@ -4,12 +4,12 @@ PY := $(shell if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo 
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 DS := $(PY) -m pipeline
 
-.PHONY: help setup demo test test-unit test-stack wheel-check bench lint stack-up stack-down stack-status
+.PHONY: help setup demo test test-unit test-browser test-stack wheel-check bench lint stack-up stack-down stack-status
 
 help:
 	@echo "make setup    venv (.venv) + pip install -e '.[dev]' + fetch Kafka and Elasticsearch"
 	@echo "make demo     start the local stack and run the demo"
-	@echo "make test     lint, unit + golden tests, then integration / e2e / fault tests"
+	@echo "make test     lint, unit + golden tests, the report in Chromium, then integration / e2e / fault tests"
 	@echo "make wheel-check  build sdist + wheel, install the wheel in a fresh venv, run it (stack up)"
 	@echo "make bench    run every bench/*.py"
 	@echo "make lint     ruff check . && ruff format --check ."
@@ -30,11 +30,15 @@ lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# Unit and golden tests need no servers; the rest bring up the local stack if it is down.
-test: lint test-unit test-stack
+# Unit and golden tests need no servers; the browser tests need Debian's chromium and
+# chromium-driver; the rest bring up the local stack if it is down.
+test: lint test-unit test-browser test-stack
 
 test-unit:
-	$(PYTEST) -m "not integration and not e2e and not faults" tests
+	$(PYTEST) -m "not integration and not e2e and not faults and not browser" tests
+
+test-browser:
+	$(PYTEST) -m browser tests
 
 test-stack:
 	$(PYTEST) -m "integration or e2e or faults" tests

@@ -178,6 +178,20 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     _command(p, "recommend")
 
 
+def _add_dlq(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dlq", help="show dead letters; replay them to the raw topic after a fix")
+    p.add_argument("action", choices=["show", "replay"])
+    p.add_argument("--since", metavar="WINDOW|TIME", help="e.g. 90m, 24h, 7d, all or an ISO time")
+    p.add_argument("--stage", help="only dead letters of this stage (parse, config, index, ...)")
+    p.add_argument("--json", action="store_true", help="show: each dead letter as JSON")
+    p.add_argument(
+        "--include-replayed",
+        action="store_true",
+        help="replay: also send again what failed again after a replay (newest of each)",
+    )
+    _command(p, "dlq")
+
+
 COMMAND_BUILDERS: list[Builder] = [
     _add_stack,
     _add_parse,
@@ -190,6 +204,7 @@ COMMAND_BUILDERS: list[Builder] = [
     _add_retention,
     _add_replay,
     _add_demo,
+    _add_dlq,
 ]
 
 

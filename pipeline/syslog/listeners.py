@@ -4,11 +4,19 @@ Each message goes to Kafka unchanged. TCP and TLS connections are cut into messa
 ``StreamFramer`` (newline or octet counting, detected per connection). When the publisher's
 buffer is full, stream connections stop reading (the sender's TCP window closes: backpressure)
 and UDP datagrams are dropped and counted: UDP has no way to push back.
+
+Stopping loses nothing a sender could still resend: plain syslog over TCP has no
+acknowledgement, so bytes the kernel accepted but the server never read would be gone without
+the sender knowing. ``stop()`` therefore first half-closes each stream connection (a TCP FIN;
+relays such as rsyslog check for it before each write, then close and send the rest to the next
+instance), reads what arrives until the sender closes or falls quiet, and only then closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -19,6 +27,11 @@ from pipeline.settings import Settings
 from pipeline.syslog.octets import Cut, StreamFramer
 from pipeline.syslog.publisher import Publisher
 from pipeline.wire import raw_key
+
+# stop(): a half-closed connection is closed once its sender has sent nothing for STOP_QUIET_S,
+# and every connection after STOP_GRACE_S at the latest.
+STOP_QUIET_S = 1.0
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -77,6 +90,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.sender = ""
         self.ip = ""
         self.last_seen = time.monotonic()
+        self.last_data = self.last_seen
         self.paused = False
         # Set when we close the connection (shutdown): an unterminated tail is then a message
         # the sender had not finished, not one to publish.
@@ -100,6 +114,7 @@ class _StreamProtocol(asyncio.Protocol):
         self._connections.inc()
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
         framer = self.framer
         before = framer.truncated
         messages = framer.feed(data)
@@ -137,6 +152,20 @@ class _StreamProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
+
+    def half_close(self) -> None:
+        """Tell the sender we are going (FIN on the TCP socket, also under TLS: a TLS
+        close_notify is not what a sender checks for) and keep reading what it still sends."""
+        if self.transport is None:
+            return
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        self.last_data = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:
         rest = [] if self.cut_off else self.framer.flush()
@@ -226,20 +255,35 @@ class SyslogServer:
                     self.stats.idle_closed += 1
                     conn.transport.close()
 
-    async def stop(self) -> None:
-        """Stop accepting, close every connection (their buffered tails are published)."""
+    async def stop(self, quiet_s: float = STOP_QUIET_S, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop accepting; half-close every stream connection and read on until its sender
+        closes it or sends nothing for ``quiet_s`` (``grace_s`` at most), then close it. A
+        message the sender had not finished by then is dropped, as it was never complete."""
         if self._sweeper is not None:
             self._sweeper.cancel()
         for server in self._servers:
             server.close()
         if self._udp is not None:
             self._udp.close()
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.cut_off = True
-                if conn.paused:
-                    conn.transport.resume_reading()
-                conn.transport.close()
+        open_conns = [conn for conn in self.connections if conn.transport is not None]
+        for conn in open_conns:
+            conn.half_close()
+        deadline = time.monotonic() + grace_s
+        while True:
+            now = time.monotonic()
+            waiting = False
+            for conn in open_conns:
+                transport = conn.transport
+                if transport is None or transport.is_closing():
+                    continue
+                if now >= deadline or now - conn.last_data >= quiet_s:
+                    conn.cut_off = True
+                    transport.close()
+                else:
+                    waiting = True
+            if not waiting:
+                break
+            await asyncio.sleep(0.05)
         for server in self._servers:
             await server.wait_closed()
         await asyncio.sleep(0)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -211,9 +212,16 @@ class Pipeline:
         return {event_id(n, self.run) for n in range(start, stop)}
 
 
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the other end sent FIN (what a relay checks before each write)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+
+
 class Sender(threading.Thread):
     """Sends numbered events over TCP at ``rate`` per second; ``sent`` is how many the socket
-    took. Stops at the end, on ``stop()``, or when the connection breaks (``error``)."""
+    took. Stops at the end, on ``stop()``, when ingest half-closes the connection (it is
+    stopping), or when the connection breaks (``error``)."""
 
     def __init__(self, pipeline: Pipeline, start: int, stop: int, rate: float) -> None:
         super().__init__(daemon=True)
@@ -232,6 +240,8 @@ class Sender(threading.Thread):
             with sock:
                 n = self.first
                 while n < self.last and not self._halt.is_set():
+                    if _peer_closed(sock):  # ingest is stopping: stop as rsyslog would
+                        break
                     upto = min(self.last, n + burst)
                     sock.sendall(b"".join(line + b"\n" for line in self.pipeline.lines(n, upto)))
                     self.sent += upto - n
