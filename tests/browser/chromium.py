@@ -94,7 +94,7 @@ return {
   causeRows: rows(byHeading['Failures by cause']?.querySelector('table')),
   modeRows: rows(byHeading['Failures by decryption mode']?.querySelector('table')),
   legend: [...document.querySelectorAll('#legend button')].map(b => b.dataset.cause),
-  details: [...document.querySelectorAll('.cause')].map(d => ({
+  details: [...document.querySelectorAll('div.cause[id^="cause-"]')].map(d => ({
     id: d.id, title: text(d.querySelector('h3')), fix: text(d.querySelector('.fix')),
     refs: [...d.querySelectorAll('.refs a')].map(a => a.getAttribute('href'))})),
   recs: [...document.querySelectorAll('.rec')].map(r => ({id: r.id,

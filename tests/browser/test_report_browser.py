@@ -25,6 +25,9 @@ SECTIONS = (
     "Failures over time by cause",
     "Failures by cause",
     "Failures by decryption mode",
+    "Change points: failures before and after",
+    "Decryption coverage",
+    "Certificates that will break decryption",
     "Causes in detail: where and what to do",
     "Recommendations: what to change, with the evidence",
 )
