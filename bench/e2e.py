@@ -40,18 +40,22 @@ import threading
 import time
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+# run from the checkout: the test harness (tests/harness.py) is beside the package
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from pipeline import kafka_config, wire
-from pipeline.chain import Chain, ChainConfig, Message
-from pipeline.commands import replay
-from pipeline.commands.demo import SAMPLE
-from pipeline.commands.setup import setup as _setup
-from pipeline.panos import parse_line
-from pipeline.settings import Settings, load_settings
-from pipeline.sinks.elasticsearch import BulkWriter, make_client
-from pipeline.stream.indexing import MAX_IN_FLIGHT
-from tests.harness import Services, isolated_settings
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+
+from pipeline import kafka_config, wire  # noqa: E402
+from pipeline.chain import Chain, ChainConfig, Message  # noqa: E402
+from pipeline.commands import replay  # noqa: E402
+from pipeline.commands.demo import SAMPLE  # noqa: E402
+from pipeline.commands.setup import setup as _setup  # noqa: E402
+from pipeline.panos import parse_line  # noqa: E402
+from pipeline.settings import Settings, load_settings  # noqa: E402
+from pipeline.sinks.elasticsearch import BulkWriter, make_client  # noqa: E402
+from pipeline.stream.indexing import MAX_IN_FLIGHT  # noqa: E402
+from tests.harness import Services, isolated_settings  # noqa: E402
 
 
 def setup(s: Settings, **kwargs) -> None:

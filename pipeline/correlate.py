@@ -33,11 +33,12 @@ API for a caller that owns the state (``pipeline.chain`` over a Faust table or `
 * An entry older than ``window_s`` since its last record is expired: ``observe`` starts a fresh
   one in its place, and ``expired(entry, now, window_s)`` tells the caller when to drop it.
   ``now`` is the caller's clock in epoch seconds (wall time, or event time offline).
-* Entries keep, per log type (the newest record of that type), a compact copy of the fields
-  the cause catalogue reads plus identity fields, the message as received (``_message``) and
-  the cause last emitted. A re-emitted record is rebuilt by re-parsing that message
-  (``reparse``, default ``pipeline.panos.parse_line``) so that the re-sent document is
-  complete; the compact copy is the fallback when there is no text or it no longer parses.
+* Entries keep, per log type (the newest record of that type), the message as received
+  (``_message``) and the cause last emitted. When another line of the session arrives, the
+  records of the entry are rebuilt by parsing their messages again (``reparse``, default
+  ``pipeline.panos.parse_line``): joins are rare next to writes, so an entry is small and
+  cheap to write, and a re-sent document is complete. A record with no message (one built in
+  code) keeps a compact copy of the fields the cause catalogue reads instead.
 * ``Sessions`` is a bounded in-memory store of entries (least recently written evicted first)
   for offline use, with ``correlated``, ``evicted`` and ``expired`` counters.
 """
@@ -56,7 +57,7 @@ from pipeline.panos import parse_line
 from pipeline.wire import session_key
 
 JOIN_TYPES = frozenset({"TRAFFIC", "DECRYPTION", "SESSION"})
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 
 # Kept in the compact copy besides every field the catalogue reads: what identifies the
 # record (document id, ECS basics) and what reports show.
@@ -173,15 +174,14 @@ def _restore(compact: Mapping[str, Any], original: str | None) -> dict[str, Any]
 
 
 def _rebuild(slot: Mapping[str, Any], reparse: Reparse | None) -> dict[str, Any]:
-    compact = slot["compact"]
+    """The record of a slot: its message parsed again, else (no message) its compact copy."""
     original = slot.get("original")
-    restored = _restore(compact, original)
     if original is None:
-        return restored
+        return _restore(slot.get("compact") or {"type": slot["type"]}, None)
     try:
         return dict((reparse or parse_line)(original))
-    except (DecryptscopeError, ImportError, AttributeError):
-        return restored
+    except DecryptscopeError:
+        return _restore(slot.get("compact") or {"type": slot["type"]}, original)
 
 
 def new_entry(key: str, now: float) -> dict[str, Any]:
@@ -238,33 +238,32 @@ def observe(
     rtype = record["type"]
     # One slot per log type: a newer record of the same type (TRAFFIC start -> end) replaces it.
     others = [s for s in entry["slots"] if s["type"] != rtype]
-    others_records = [_restore(s["compact"], None) for s in others]
+    others_records = [_rebuild(s, reparse) for s in others]
     diagnosis = classifier.classify(record, others_records)
     if not live and not _opens_entry(record, diagnosis):
         return None, [Emit(record, diagnosis, None, False, original)]
-    slot = {
+    slot: dict[str, Any] = {
         "type": rtype,
-        "compact": _compact(record, _compact_fields(classifier)),
         "original": original,
         "cause": diagnosis.cause if diagnosis else None,
         "confidence": diagnosis.confidence if diagnosis else None,
     }
+    if original is None:
+        # nothing to parse again later: keep what the catalogue reads
+        slot["compact"] = _compact(record, _compact_fields(classifier))
     entry["slots"] = [*others, slot]
     entry["last"] = max(float(entry["last"]), now)
     correlation = _correlation(entry)
     emits = [Emit(record, diagnosis, correlation, False, original)]
-    if others:
-        restored_self = _restore(slot["compact"], None)
-        for index, other in enumerate(others):
-            related = [restored_self, *(r for i, r in enumerate(others_records) if i != index)]
-            again = classifier.classify(others_records[index], related)
-            cause = again.cause if again else None
-            confidence = again.confidence if again else None
-            if cause == other["cause"] and confidence == other["confidence"]:
-                continue
-            other["cause"], other["confidence"] = cause, confidence
-            full = _rebuild(other, reparse)
-            emits.append(Emit(full, again, correlation, True, other.get("original")))
+    for index, other in enumerate(others):
+        related = [record, *(r for i, r in enumerate(others_records) if i != index)]
+        again = classifier.classify(others_records[index], related)
+        cause = again.cause if again else None
+        confidence = again.confidence if again else None
+        if cause == other["cause"] and confidence == other["confidence"]:
+            continue
+        other["cause"], other["confidence"] = cause, confidence
+        emits.append(Emit(others_records[index], again, correlation, True, other["original"]))
     return entry, emits
 
 

@@ -31,16 +31,62 @@ def _evidence(hits: list[tuple[Condition, Found]]) -> list[dict[str, Any]]:
     return out
 
 
-class Classifier:
-    """Classifies records against one compiled catalogue."""
+# Distinct verdicts remembered for records classified alone (see Classifier.classify).
+CACHE_SIZE = 4096
+_MISS = object()
 
-    __slots__ = ("catalogue",)
+
+def _read_fields(catalogue: Catalogue) -> tuple[str, ...]:
+    """Every field of a record that a rule of ``catalogue`` reads (and its type, which says
+    whether a rule's ``source`` is the record itself)."""
+    names: dict[str, None] = {"type": None}
+    for rule in (*catalogue.rules, *catalogue.mode_rules, *catalogue.mode_events):
+        for cond in rule.conditions:
+            names[cond.field] = None
+            if cond.kind in ("before_field", "after_field"):
+                names[cond.arg] = None
+    return tuple(names)
+
+
+class Classifier:
+    """Classifies records against one compiled catalogue.
+
+    A record classified alone (no related records) has a verdict that depends only on the
+    few fields the rules read (``fields``): logs repeat the same error texts, statuses and
+    proxy types, so those verdicts are remembered by those values (bounded; Diagnosis is
+    immutable, so one object serves every record with the same values)."""
+
+    __slots__ = ("_alone", "_events", "catalogue", "fields")
 
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
+        self.fields = _read_fields(catalogue)
+        self._alone: dict[tuple[Any, ...], Diagnosis | None] = {}
+        self._events: dict[tuple[Any, ...], str | None] = {}
+
+    def _key(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
+        get = record.get
+        return tuple([get(name) for name in self.fields])
 
     def classify(
         self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+    ) -> Diagnosis | None:
+        if related:
+            return self._classify(record, related)
+        key = self._key(record)
+        try:
+            found = self._alone.get(key, _MISS)
+        except TypeError:  # a value that cannot be a key: no memory for this record
+            return self._classify(record, ())
+        if found is _MISS:
+            found = self._classify(record, ())
+            if len(self._alone) >= CACHE_SIZE:
+                self._alone.clear()
+            self._alone[key] = found
+        return found  # type: ignore[return-value]
+
+    def _classify(
+        self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]]
     ) -> Diagnosis | None:
         # Which gate fields the session has at all; rules whose gate is absent are skipped.
         present = [lookup(f, s, record, related) is not None for f, s in self.catalogue.gates]
@@ -89,6 +135,23 @@ class Classifier:
         """The mode of a decryption event (a record matching one of the catalogue's
         ``[[mode_events]]``, e.g. a DECRYPTION log or the TRAFFIC end of a decrypted
         session), whether or not it failed; None for any other record."""
+        if related:
+            return self._event_mode(record, related)
+        key = self._key(record)
+        try:
+            found = self._events.get(key, _MISS)
+        except TypeError:
+            return self._event_mode(record, ())
+        if found is _MISS:
+            found = self._event_mode(record, ())
+            if len(self._events) >= CACHE_SIZE:
+                self._events.clear()
+            self._events[key] = found
+        return found  # type: ignore[return-value]
+
+    def _event_mode(
+        self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]]
+    ) -> str | None:
         for rule in self.catalogue.mode_events:
             if rule.match(record, related) is not None:
                 return self.mode(record, related)

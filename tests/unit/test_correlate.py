@@ -15,18 +15,20 @@ WINDOW = 120.0
 
 
 def traffic(sid=318075, reason="decrypt-error", **extra):
-    return {
-        "type": "TRAFFIC",
-        "serial": "012801096514",
-        "sessionid": sid,
-        "seqno": 11,
-        "subtype": "end",
-        "time_generated": T0,
-        "session_end_reason": reason,
-        "rule": "outbound-web",
-        "_original": f"TRAFFIC line {sid}",
-        **extra,
-    }
+    return made(
+        {
+            "type": "TRAFFIC",
+            "serial": "012801096514",
+            "sessionid": sid,
+            "seqno": 11,
+            "subtype": "end",
+            "time_generated": T0,
+            "session_end_reason": reason,
+            "rule": "outbound-web",
+            "_original": f"TRAFFIC line {sid}",
+            **extra,
+        }
+    )
 
 
 def decryption(sid=318075, **extra):
@@ -43,28 +45,40 @@ def decryption(sid=318075, **extra):
         "_original": f"DECRYPTION line {sid}",
     }
     fields.update(extra)
-    return fields
+    return made(fields)
 
 
 def session(sid=318075, **extra):
-    return {
-        "type": "SESSION",
-        "serial": "012801096514",
-        "sessionid": sid,
-        "tracker_stage_firewall": "TCP RST - client",
-        "session_end_reason": "decrypt-error",
-        "_original": f"SESSION output {sid}",
-        **extra,
-    }
+    return made(
+        {
+            "type": "SESSION",
+            "serial": "012801096514",
+            "sessionid": sid,
+            "tracker_stage_firewall": "TCP RST - client",
+            "session_end_reason": "decrypt-error",
+            "_original": f"SESSION output {sid}",
+            **extra,
+        }
+    )
 
 
 def no_reparse(text):
     raise AssertionError("re-parse not expected")
 
 
+# The records the makers above built, by their text: what parsing that text again gives.
+PARSED: dict[str, dict] = {}
+
+
+def made(record: dict) -> dict:
+    if record.get("_original"):
+        PARSED[record["_original"]] = record
+    return record
+
+
 def rebuilt(text):
-    # Stands in for the parser: the re-emitted record is rebuilt from its original text.
-    return {"rebuilt_from": text}
+    # Stands in for the parser: a stored record is rebuilt by parsing its text again.
+    return {**PARSED[text], "rebuilt_from": text}
 
 
 def test_key():
@@ -103,7 +117,7 @@ def test_every_arrival_order_ends_with_the_specific_cause_everywhere(order):
                 emit.diagnosis.cause if emit.diagnosis else None
             )
             if emit.reemit:
-                assert emit.record == {"rebuilt_from": emit.original}
+                assert emit.record["rebuilt_from"] == emit.original
                 assert emit.correlation["count"] == step + 1
     assert final["TRAFFIC"] == "client-rejected-firewall-cert"
     assert final["DECRYPTION"] == "client-rejected-firewall-cert"
@@ -117,15 +131,27 @@ def test_traffic_first_is_reemitted_once_with_the_decryption_cause():
     entry, emits = observe(entry, decryption(), 1.0, WINDOW, reparse=rebuilt)
     assert [(e.record.get("type"), e.reemit) for e in emits] == [
         ("DECRYPTION", False),
-        (None, True),
+        ("TRAFFIC", True),
     ]
+    assert emits[1].record["rebuilt_from"] == "TRAFFIC line 318075"
     reemit = emits[1]
     assert reemit.original == "TRAFFIC line 318075"
     assert reemit.diagnosis.cause == "client-rejected-firewall-cert"
     assert reemit.diagnosis.evidence[0]["source"] == "DECRYPTION"
     # a third record that changes nothing re-emits nothing
-    entry, emits = observe(entry, session(), 2.0, WINDOW, reparse=no_reparse)
+    entry, emits = observe(entry, session(), 2.0, WINDOW, reparse=rebuilt)
     assert [e.reemit for e in emits] == [False]
+
+
+def test_an_entry_keeps_the_message_not_a_copy_of_the_record():
+    entry, _ = observe(None, decryption(), 0.0, WINDOW)
+    [slot] = entry["slots"]
+    assert slot == {
+        "type": "DECRYPTION",
+        "original": "DECRYPTION line 318075",
+        "cause": "client-rejected-firewall-cert",
+        "confidence": slot["confidence"],
+    }
 
 
 def test_reemit_falls_back_to_the_compact_record():
@@ -148,7 +174,9 @@ def test_an_ordinary_traffic_end_stores_nothing_but_joins_a_live_failure():
     assert entry is None and emits[0].diagnosis is None
     # ... but after a decryption failure of its session, it joins it and takes its cause.
     entry, _ = observe(None, decryption(), 0.0, WINDOW)
-    entry, emits = observe(entry, traffic(reason="tcp-rst-from-client"), 1.0, WINDOW)
+    entry, emits = observe(
+        entry, traffic(reason="tcp-rst-from-client"), 1.0, WINDOW, reparse=rebuilt
+    )
     assert [s["type"] for s in entry["slots"]] == ["DECRYPTION", "TRAFFIC"]
     assert emits[0].diagnosis.cause == "client-rejected-firewall-cert"
 

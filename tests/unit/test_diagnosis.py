@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -284,3 +285,25 @@ def test_gates_only_skip_rules_that_cannot_hold():
         brute = next((r for r in catalogue.rules if r.match(record, ()) is not None), None)
         diagnosis = classify(record)
         assert (diagnosis.cause if diagnosis else None) == (brute.target if brute else None)
+
+
+def test_a_remembered_verdict_is_the_verdict_of_the_record_itself():
+    # Verdicts of records classified alone are remembered by the values the rules read: each
+    # must equal a fresh classification, and other values must not be served an old verdict.
+    from pipeline.diagnosis import load_catalogue
+    from pipeline.diagnosis.classify import Classifier
+    from pipeline.panos import parse_text
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "diagnosis"
+    records = [r for p in sorted(golden.glob("*.log")) for r in parse_text(p.read_text())]
+    remembering = Classifier(load_catalogue())
+    for _ in range(2):
+        for record in records:
+            fresh = Classifier(load_catalogue())._classify(record, ())
+            assert remembering.classify(record) == fresh
+            assert remembering.event_mode(record) == Classifier(load_catalogue())._event_mode(
+                record, ()
+            )
+    failure = next(r for r in records if remembering.classify(r) is not None)
+    changed = {**failure, "err_index": "None", "error": "", "session_end_reason": "tcp-fin"}
+    assert remembering.classify(changed) == Classifier(load_catalogue())._classify(changed, ())
