@@ -10,10 +10,9 @@ records.
 
 from __future__ import annotations
 
-import csv
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,120 +20,13 @@ from typing import Any
 from pipeline import resources
 from pipeline.diagnosis.rules import Rule, compile_condition, gate_of
 from pipeline.errors import ConfigError
+from pipeline.panos.layouts import record_keys
 
 DEFAULT_PATH = resources.SCHEMAS / "causes.toml"
 
-# Keys of a `show session id` record and the parser's meta keys: not in any column layout.
-SESSION_KEYS = frozenset(
-    (
-        "sessionid",
-        "app",
-        "rule",
-        "vsys",
-        "src",
-        "dst",
-        "sport",
-        "dport",
-        "proto",
-        "from",
-        "to",
-        "natsrc",
-        "natdst",
-        "natsport",
-        "natdport",
-        "tracker_stage_firewall",
-        "tracker_stage_l7proc",
-        "session_end_reason",
-        "serial",
-        "type",
-    )
-)
+# The parser's meta keys: on every record, in no column layout.
 META_KEYS = frozenset(
     {"_format", "_layout", "_host", "_syslog_time", "_truncated", "_extra", "_original"}
-)
-# Used only while schemas/panos/ holds no layout: the record keys the parser contract names.
-CONTRACT_KEYS = frozenset(
-    (
-        "receive_time",
-        "serial",
-        "type",
-        "subtype",
-        "config_ver",
-        "time_generated",
-        "src",
-        "dst",
-        "natsrc",
-        "natdst",
-        "rule",
-        "srcuser",
-        "dstuser",
-        "app",
-        "vsys",
-        "from",
-        "to",
-        "inbound_if",
-        "outbound_if",
-        "logset",
-        "time_logged",
-        "sessionid",
-        "repeatcnt",
-        "sport",
-        "dport",
-        "natsport",
-        "natdport",
-        "flags",
-        "proto",
-        "action",
-        "tunnel",
-        "src_uuid",
-        "dst_uuid",
-        "rule_uuid",
-        "hs_stage_c2f",
-        "hs_stage_f2s",
-        "tls_version",
-        "tls_keyxchg",
-        "tls_enc",
-        "tls_auth",
-        "policy_name",
-        "ec_curve",
-        "err_index",
-        "root_status",
-        "chain_status",
-        "proxy_type",
-        "cert_serial",
-        "fingerprint",
-        "notbefore",
-        "notafter",
-        "cert_ver",
-        "cert_size",
-        "cn_len",
-        "issuer_len",
-        "rootcn_len",
-        "sni_len",
-        "cert_flags",
-        "cn",
-        "issuer_cn",
-        "root_cn",
-        "sni",
-        "error",
-        "high_res_timestamp",
-        "seqno",
-        "actionflags",
-        "device_name",
-        "bytes",
-        "bytes_sent",
-        "bytes_received",
-        "packets",
-        "start",
-        "elapsed",
-        "category",
-        "srcloc",
-        "dstloc",
-        "pkts_sent",
-        "pkts_received",
-        "session_end_reason",
-        "action_source",
-    )
 )
 
 
@@ -167,55 +59,10 @@ class Catalogue:
         return [(cause.id, cause.category) for cause in self.causes.values()]
 
 
-def layout_fields(directory: Path | None = None) -> frozenset[str]:
-    """Record keys named by the column layout files (CSV with a ``name`` column, or TOML
-    tables with ``name`` keys); the contract's key list while no layout exists."""
-    directory = directory or (resources.SCHEMAS / "panos")
-    names: set[str] = set()
-    if directory.is_dir():
-        for path in sorted(directory.iterdir()):
-            if path.suffix == ".csv":
-                names.update(_csv_names(path))
-            elif path.suffix == ".toml":
-                names.update(_toml_names(path))
-    names.discard("")
-    if not names:
-        return CONTRACT_KEYS | SESSION_KEYS | META_KEYS
-    return frozenset(names) | SESSION_KEYS | META_KEYS
-
-
-def _csv_names(path: Path) -> Iterable[str]:
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = [r for r in fh if r.strip() and not r.lstrip().startswith("#")]
-    except OSError:
-        return ()
-    reader = csv.DictReader(rows)
-    if not reader.fieldnames or "name" not in reader.fieldnames:
-        return ()
-    return [(row.get("name") or "").strip() for row in reader]
-
-
-def _toml_names(path: Path) -> Iterable[str]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return ()
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            name = node.get("name")
-            if isinstance(name, str):
-                found.append(name)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(data)
-    return found
+def layout_fields() -> frozenset[str]:
+    """Record keys a rule may name: those of the column layouts (``pipeline.panos``) and the
+    parser's meta keys."""
+    return record_keys() | META_KEYS
 
 
 class _Lines:

@@ -266,3 +266,26 @@ def session_labels_targets(directory: Path = LAYOUT_DIR) -> dict[str, tuple[str,
         for r in _read_rows(directory / "session.csv")
         if r.get("target")
     }
+
+
+@cache
+def all_columns(directory: Path = LAYOUT_DIR) -> tuple[Column, ...]:
+    """Every named column of every layout (common, each log type, its variants) and of the
+    ``show session id`` layout, for what other rooms derive from the layouts (the record
+    keys a catalogue may name, the ``panw.panos.*`` index mapping)."""
+    columns: list[Column] = list(common_layout(directory).columns)
+    for layout in layouts(directory).values():
+        columns.extend(layout.columns)
+    for variants in layout_variants(directory).values():
+        for layout in variants:
+            columns.extend(layout.columns)
+    for name, (target, kind) in session_labels_targets(directory).items():
+        columns.append(Column(name, target, kind, ""))
+    for name, _converter in session_labels(directory).values():
+        columns.append(Column(name, "", "str", ""))
+    return tuple(c for c in columns if c.name and c.name != SKIP)
+
+
+def record_keys(directory: Path = LAYOUT_DIR) -> frozenset[str]:
+    """Every record key a layout names."""
+    return frozenset(c.name for c in all_columns(directory))

@@ -12,7 +12,6 @@ several deployments (or test runs) share one cluster without touching each other
 from __future__ import annotations
 
 import copy
-import csv
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,11 +21,11 @@ from typing import Any
 import orjson
 
 from pipeline.errors import ConfigError, SinkError
+from pipeline.panos.layouts import all_columns
 from pipeline.resources import SCHEMAS
 
 ECS_DIR = SCHEMAS / "ecs"
 COMPONENTS_DIR = ECS_DIR / "components"
-LAYOUTS_DIR = SCHEMAS / "panos"
 ALERTS_TEMPLATE = SCHEMAS / "alerts" / "index-template.json"
 
 # Layout column type -> Elasticsearch field type. The parser keeps an integer beyond 64 bits
@@ -53,22 +52,19 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ConfigError(f"template file {path}: {exc}") from exc
 
 
-def panw_component(layouts_dir: Path = LAYOUTS_DIR) -> dict[str, Any]:
+def panw_component() -> dict[str, Any]:
     """The ``panw.panos.*`` mapping from the layouts' ``target``/``type`` columns.
 
     Fields no layout names (new PAN-OS columns kept as extras) are mapped dynamically: strings
     as keyword. A target two layouts type differently becomes keyword."""
     leaves: dict[str, dict[str, Any]] = {}
-    for path in sorted(layouts_dir.glob("*.csv")):
-        lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
-        for row in csv.DictReader(lines):
-            target = (row.get("target") or "").strip()
-            kind = (row.get("type") or "").strip()
-            if not target.startswith("panw.panos.") or kind not in _LAYOUT_TYPES:
-                continue
-            mapping = _LAYOUT_TYPES[kind]
-            if leaves.setdefault(target, mapping) != mapping:
-                leaves[target] = _LAYOUT_TYPES["str"]
+    for column in all_columns():
+        target, kind = column.target, column.type
+        if not target.startswith("panw.panos.") or kind not in _LAYOUT_TYPES:
+            continue
+        mapping = _LAYOUT_TYPES[kind]
+        if leaves.setdefault(target, mapping) != mapping:
+            leaves[target] = _LAYOUT_TYPES["str"]
     root: dict[str, Any] = {}
     for target in sorted(leaves):
         parts = target.split(".")[2:]
