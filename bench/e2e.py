@@ -55,7 +55,7 @@ from pipeline.panos import parse_line  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
 from pipeline.sinks.elasticsearch import BulkWriter, make_client  # noqa: E402
 from pipeline.stream.indexing import MAX_IN_FLIGHT  # noqa: E402
-from tests.harness import Services, isolated_settings  # noqa: E402
+from tests.harness import Services, isolated_settings, wait_group  # noqa: E402
 
 
 def setup(s: Settings, **kwargs) -> None:
@@ -63,8 +63,14 @@ def setup(s: Settings, **kwargs) -> None:
         _setup(s, **kwargs)
 
 
+# Firewalls the messages come from, round robin: panos.raw is keyed by serial, so this is
+# what spreads them over partitions (and workers).
+FIREWALLS = 16
+
+
 def make_messages(count: int, offset: int = 0) -> list[bytes]:
-    """``count`` syslog messages with unique seqno/sessionid (so unique document ids)."""
+    """``count`` syslog messages with unique seqno/sessionid (so unique document ids), from
+    ``FIREWALLS`` firewalls in turn."""
     templates = []
     for line in replay.prepare(replay.read_lines([SAMPLE]), now=True):
         try:
@@ -74,12 +80,14 @@ def make_messages(count: int, offset: int = 0) -> list[bytes]:
         parts = line.split(b",")
         seq = str(record.get("seqno")).encode()
         sid = str(record.get("sessionid")).encode()
-        if seq in parts and sid in parts:
+        serial = str(record.get("serial")).encode()
+        if seq in parts and sid in parts and parts[2:3] == [serial]:
             templates.append((parts, parts.index(seq), parts.index(sid)))
     out = []
     for n in range(offset, offset + count):
         parts, seq_at, sid_at = templates[n % len(templates)]
         parts = list(parts)
+        parts[2] = b"0128010%05d" % (n % FIREWALLS)
         parts[seq_at] = b"%d" % (9_000_000_000_000_000_000 + n)
         parts[sid_at] = b"%d" % (100_000 + n)
         out.append(b",".join(parts))
@@ -283,12 +291,15 @@ def processing_only(
     s = dataclasses.replace(s, worker_index=False)
     setup(s, es=False)
     wanted = len(documents(s, messages))
+    services = Services(s, log_dir, workers=workers).start(ingest=False)
+    # every worker holds its share of the partitions before the backlog arrives
+    if wait_group(s, workers, 180) == float("inf"):
+        raise RuntimeError(f"the {workers} workers did not form a stable group")
     producer = KafkaProducer(**kafka_config.producer_kwargs(s))
     for m in messages:
         producer.send(s.topic_raw, value=m, key=wire.raw_key(m, "127.0.0.1"))
     producer.flush()
     producer.close()
-    services = Services(s, log_dir, workers=workers).start(ingest=False)
     pids = [services.pid(f"worker{i}") for i in range(workers)]
     samplers = [RssSampler(pid) for pid in pids]
     for sampler in samplers:

@@ -144,7 +144,7 @@ class Settings:
     device_timezones: tuple[str, ...] = ()
     # The worker takes panos.raw in batches of at most batch_size messages, waiting at most
     # batch_max_wait_s for a batch to fill; one batch is one bulk request.
-    batch_size: int = 2000
+    batch_size: int = 1000
     batch_max_wait_s: float = 0.5
     # Index into Elasticsearch (false: publish to panos.events only, e.g. where a SIEM's own
     # consumer indexes, or to measure processing alone).

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from pipeline import wire
+from pipeline import kafka_config, wire
 from pipeline.commands.recommend import parse_since as parse_window
 from pipeline.errors import ConfigError, SinkError
 from pipeline.settings import Settings
@@ -170,8 +170,6 @@ class Reader:
     def __init__(self, settings: Settings, group: str | None = None) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from pipeline import kafka_config
-
         self.topic = settings.topic_dlq
         self.group = group
         self._consumer = KafkaConsumer(
@@ -256,8 +254,6 @@ def publish(settings: Settings, letters: list[Letter]) -> int:
     Kafka acknowledged (all of them, or an error)."""
     from kafka import KafkaProducer
 
-    from pipeline import kafka_config
-
     producer = KafkaProducer(**kafka_config.producer_kwargs(settings))
     try:
         futures = []
@@ -274,8 +270,6 @@ def publish(settings: Settings, letters: list[Letter]) -> int:
 
 # --- the command ----------------------------------------------------------------------------
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import kafka_config
-
     since = parse_since(args.since, datetime.now(UTC)) if args.since else None
     kafka_config.preflight(settings, "dlq")
     if args.action == "show":

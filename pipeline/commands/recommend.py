@@ -22,6 +22,7 @@ from pipeline.recommend import SOURCE_FIELDS, Evidence, Gates
 from pipeline.report.panos_config import Target, render_set, render_xml
 from pipeline.report.text import render_json, render_recommendations
 from pipeline.settings import Settings
+from pipeline.sinks.elasticsearch import make_client
 
 _SINCE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -77,8 +78,6 @@ def evidence_from_es(client: Any, index: str, since: timedelta | None) -> Eviden
 
 def from_es(settings: Settings, since: timedelta | None) -> dict[str, Any]:
     """The recommendations of the events indexed behind ``index_prefix`` in the window."""
-    from pipeline.sinks.elasticsearch import make_client
-
     client = make_client(settings, asynchronous=False)
     try:
         evidence = evidence_from_es(client, settings.index_prefix, since)

@@ -11,7 +11,11 @@ from pipeline.settings import Settings
 
 # Per-topic configuration: the raw topic keeps a week for replays, the DLQ a month for people.
 _TOPIC_CONFIG = {
-    "raw": {"retention.ms": str(7 * 24 * 3600 * 1000), "compression.type": "producer"},
+    "raw": {
+        "retention.ms": str(7 * 24 * 3600 * 1000),
+        "compression.type": "producer",
+        "max.message.bytes": str(kafka_config.RAW_MAX_MESSAGE_BYTES),
+    },
     "events": {"retention.ms": str(3 * 24 * 3600 * 1000), "compression.type": "producer"},
     "alerts": {"retention.ms": str(30 * 24 * 3600 * 1000)},
     "dlq": {"retention.ms": str(30 * 24 * 3600 * 1000)},

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline import wire
-from pipeline.chain import BatchResult, Chain, Counts, Document, Message
+from pipeline.chain import BatchResult, Chain, Counts, Message
 from pipeline.metrics import Metrics, observe_batch
 from pipeline.settings import Settings
 from pipeline.sinks.elasticsearch import BulkWriter
@@ -115,11 +115,15 @@ def register(
             value = wire.encode_dead_letter(letter)
             await send(dlq_name, batch[position].key, value, None, None, headers=None)
 
-    async def index(documents: list[Document], batch: list[Any]) -> None:
+    async def index(
+        items: list[tuple[str, str, bytes]], positions: list[int], batch: list[Any]
+    ) -> None:
+        """Bulk-index (id, index, JSON) items; ``positions``: each one's message in the batch.
+        Only what indexing needs is held while the request runs, not the parsed records."""
         assert writer is not None
-        rejected = await writer.write_encoded([(d.doc_id, d.index, d.source) for d in documents])
+        rejected = await writer.write_encoded(items)
         if rejected:
-            origin = {d.doc_id: batch[d.message] for d in documents}
+            origin = {item[0]: batch[at] for item, at in zip(items, positions, strict=True)}
             for item in rejected:
                 event = origin[item.doc_id]
                 letter = wire.dead_letter(
@@ -168,9 +172,12 @@ def register(
                 send_counts(topics, windows.due(now))
                 observe_counts(metrics, result.counts, len(result.documents))
                 if writer is not None and result.documents:
-                    in_flight.start(index(result.documents, batch))
+                    docs = result.documents
+                    items = [(d.doc_id, d.index, d.source) for d in docs]
+                    in_flight.start(index(items, [d.message for d in docs], batch))
                 else:
                     release(batch)
+                del result, messages  # the records go now, not when the next batch comes
         finally:
             in_flight.cancel()
 

@@ -377,34 +377,6 @@ def consumer_lag(settings: Settings) -> int:
         admin.close()
 
 
-def group_members(settings: Settings) -> tuple[str, int]:
-    """The worker group's state and member count, as its coordinator in Kafka sees them."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        group = admin.describe_groups([settings.worker_id])[settings.worker_id]
-        return group["group_state"], len(group["members"])
-    except KafkaError as exc:
-        if exc.retriable:  # e.g. no coordinator yet while __consumer_offsets is created
-            return "unknown", 0
-        raise
-    finally:
-        admin.close()
-
-
-def wait_group(settings: Settings, members: int, timeout_s: float) -> float:
-    """Seconds until the worker group is Stable with ``members`` members (its partitions all
-    assigned to them), or ``inf`` if it is not within ``timeout_s``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if group_members(settings) == ("Stable", members):
-            return time.monotonic() - start
-        time.sleep(0.5)
-    return float("inf")
-
-
 def scrape(port: int) -> str:
     import urllib.request
 

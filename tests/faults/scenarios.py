@@ -24,14 +24,13 @@ from harness import (
     rss_bytes,
     scrape,
     send_all,
-    wait_group,
     wait_indexed,
 )
 
 from pipeline import stack as stack_mod
 from pipeline.settings import Settings
 from pipeline.syslog import spool as spool_mod
-from tests.harness import expected_ids
+from tests.harness import expected_ids, wait_group
 
 # The two-worker scenario's group session timeout: short, so the takeover shows in seconds.
 SESSION_TIMEOUT_S = 15.0

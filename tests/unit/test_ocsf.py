@@ -13,8 +13,6 @@ import orjson
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from jsonschema import Draft202012Validator
-from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
 from pipeline.cli import main
 from pipeline.diagnosis import classify
@@ -22,29 +20,12 @@ from pipeline.ecs import to_ecs
 from pipeline.errors import ConfigError
 from pipeline.ocsf import MAPPING_PATH, dn_from_cn, load_mapping, to_ocsf
 from pipeline.panos import parse_text as read_records
+from tests.ocsf_schema import OFFICIAL, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 DIAGNOSIS = GOLDEN / "diagnosis"
-OFFICIAL = get_ocsf_schema(version="1.8.0")  # packaged: no network
-SCHEMA = OcsfJsonSchemaEmbedded(OFFICIAL)
 MAPPED_TYPES = {"DECRYPTION", "TRAFFIC", "SESSION"}
-_VALIDATORS: dict[tuple[int, tuple[str, ...]], Draft202012Validator] = {}
-
-
-def schema_errors(event: dict) -> list[str]:
-    """What the official OCSF 1.8.0 schema finds wrong with ``event`` (its class and profiles)."""
-    profiles = tuple(event["metadata"].get("profiles", ()))
-    key = (event["class_uid"], profiles)
-    if key not in _VALIDATORS:
-        name = SCHEMA.lookup_class_name_from_uid(class_uid=event["class_uid"])
-        schema = SCHEMA.get_class_schema(class_name=name, profiles=list(profiles))
-        Draft202012Validator.check_schema(schema)
-        _VALIDATORS[key] = Draft202012Validator(schema)
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in _VALIDATORS[key].iter_errors(event)
-    ]
 
 
 def golden_items() -> list[tuple[str, dict]]:
