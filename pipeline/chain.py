@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -48,6 +47,7 @@ from pipeline.certificates import cert_key
 from pipeline.diagnosis import Classifier, Diagnosis, classifier_for
 from pipeline.errors import DecryptscopeError, FramingError
 from pipeline.panos import parse_line
+from pipeline.panos.values import record_time
 
 # The TRAFFIC flags bit of a session the firewall decrypted (PAN-OS syslog field descriptions,
 # "Flags": 0x01000000 decrypted).
@@ -163,15 +163,6 @@ class ChainConfig:
         return cls(**values)
 
 
-def event_time(record: Mapping[str, Any]) -> datetime | None:
-    """The time the record itself gives (generated, received, syslog header)."""
-    for name in ("time_generated", "receive_time", "_syslog_time"):
-        value = record.get(name)
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value
-    return None
-
-
 class Chain:
     """The compiled chain for one configuration; ``run`` is pure given its arguments."""
 
@@ -237,7 +228,7 @@ class Chain:
                 else:
                     record = parse(value)
                 if event_clock:
-                    when = event_time(record)
+                    when = record_time(record)
                     if when is not None:
                         clock = when.timestamp()
                 self._apply_session_serial(record)

@@ -20,7 +20,6 @@ Matching is on the rare path only: the chain calls ``match`` for SYSTEM and CONF
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +30,8 @@ from typing import Any
 from pipeline.ecs import ECS_VERSION
 from pipeline.errors import ConfigError
 from pipeline.panos.layouts import config_versions
-from pipeline.resources import SCHEMAS
+from pipeline.panos.values import record_time
+from pipeline.resources import SCHEMAS, read_toml
 
 RULES_FILE = SCHEMAS / "changes.toml"
 DATASET = "decryptscope.change"
@@ -369,25 +369,11 @@ class Rules:
         )
 
 
-def record_time(record: Mapping[str, Any]) -> datetime | None:
-    """The record's own time: high resolution, generated, received."""
-    for name in ("high_res_timestamp", "time_generated", "receive_time"):
-        value = record.get(name)
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value
-    return None
-
-
 @cache
 def rules(path: str | None = None) -> Rules:
     """The (cached) rules of ``path``, ``schemas/changes.toml`` by default."""
     source = Path(path) if path else RULES_FILE
-    try:
-        with source.open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"change rules {source}: {exc}") from exc
-    return Rules(data, source)
+    return Rules(read_toml(source, "change rules"), source)
 
 
 def kinds() -> tuple[str, ...]:

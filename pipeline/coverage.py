@@ -13,7 +13,6 @@ destinations by sessions and bytes.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.resources import SCHEMAS
+from pipeline.resources import SCHEMAS, read_toml
 
 RULES_FILE = SCHEMAS / "coverage.toml"
 COVERAGE_TYPES = frozenset({"TRAFFIC", "DECRYPTION"})
@@ -39,11 +38,8 @@ class Rules:
 @cache
 def rules(path: str | None = None) -> Rules:
     source = Path(path) if path else RULES_FILE
+    data = read_toml(source, "coverage rules", schema=1)
     try:
-        with source.open("rb") as fh:
-            data = tomllib.load(fh)
-        if data.get("schema") != 1:
-            raise ConfigError(f"{source}: schema = 1 expected")
         return Rules(
             decrypted_flag=int(data["decrypted_flag"]),
             no_decrypt=str(data["no_decrypt_proxy_type"]),
@@ -51,7 +47,7 @@ def rules(path: str | None = None) -> Rules:
             transport=str(data["transport"]),
             ports=frozenset(int(p) for p in data["ports"]),
         )
-    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"coverage rules {source}: {exc}") from exc
 
 

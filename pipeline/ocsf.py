@@ -14,7 +14,6 @@ under ``unmapped.decryptscope`` (OCSF refuses custom top-level keys), its cause'
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -233,10 +232,7 @@ def _sources(path: Path, where: str, value: Any) -> tuple[Keys, ...]:
 
 def load_mapping(path: Path = MAPPING_PATH) -> OcsfMapping:
     """Read and check the mapping file; a mistake is a ConfigError naming the file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"OCSF mapping {path}: {exc}") from exc
+    data = resources.read_toml(path, "OCSF mapping")
     try:
         constants = data["constants"]
         fields = []

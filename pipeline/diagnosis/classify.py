@@ -5,7 +5,7 @@ failure still has a mode (``event_mode``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -64,26 +64,32 @@ class Classifier:
         self._alone: dict[tuple[Any, ...], Diagnosis | None] = {}
         self._events: dict[tuple[Any, ...], str | None] = {}
 
-    def _key(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _remembered(
+        self,
+        memory: dict[tuple[Any, ...], Any],
+        work: Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], Any],
+        record: Mapping[str, Any],
+    ) -> Any:
+        """``work(record, ())``, remembered in ``memory`` by the values of ``fields``."""
         get = record.get
-        return tuple([get(name) for name in self.fields])
+        key = tuple([get(name) for name in self.fields])
+        try:
+            found = memory.get(key, _MISS)
+        except TypeError:  # a value that cannot be a key: no memory for this record
+            return work(record, ())
+        if found is _MISS:
+            found = work(record, ())
+            if len(memory) >= CACHE_SIZE:
+                memory.clear()
+            memory[key] = found
+        return found
 
     def classify(
         self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
     ) -> Diagnosis | None:
         if related:
             return self._classify(record, related)
-        key = self._key(record)
-        try:
-            found = self._alone.get(key, _MISS)
-        except TypeError:  # a value that cannot be a key: no memory for this record
-            return self._classify(record, ())
-        if found is _MISS:
-            found = self._classify(record, ())
-            if len(self._alone) >= CACHE_SIZE:
-                self._alone.clear()
-            self._alone[key] = found
-        return found  # type: ignore[return-value]
+        return self._remembered(self._alone, self._classify, record)
 
     def _classify(
         self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]]
@@ -137,17 +143,7 @@ class Classifier:
         session), whether or not it failed; None for any other record."""
         if related:
             return self._event_mode(record, related)
-        key = self._key(record)
-        try:
-            found = self._events.get(key, _MISS)
-        except TypeError:
-            return self._event_mode(record, ())
-        if found is _MISS:
-            found = self._event_mode(record, ())
-            if len(self._events) >= CACHE_SIZE:
-                self._events.clear()
-            self._events[key] = found
-        return found  # type: ignore[return-value]
+        return self._remembered(self._events, self._event_mode, record)
 
     def _event_mode(
         self, record: Mapping[str, Any], related: Sequence[Mapping[str, Any]]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
@@ -243,3 +244,13 @@ CONVERTERS: dict[str, Converter | None] = {
     "time": to_time,
     "isotime": to_isotime,
 }
+
+
+def record_time(record: Mapping[str, Any]) -> datetime | None:
+    """The time a record gives of itself: its high-resolution timestamp, else its generated
+    time, else its receive time (each only with its UTC offset)."""
+    for name in ("high_res_timestamp", "time_generated", "receive_time"):
+        value = record.get(name)
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value
+    return None

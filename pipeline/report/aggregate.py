@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 
 from pipeline.certificates import Declared
-from pipeline.chain import BatchResult, Document, event_time
+from pipeline.chain import BatchResult, Document
 from pipeline.changes import ChangePoint
 from pipeline.correlate import Sessions
 from pipeline.diagnosis import Catalogue, Diagnosis
+from pipeline.panos.values import record_time
 from pipeline.recommend import Evidence, Gates
 from pipeline.regression import Criteria
 from pipeline.report.before_after import BeforeAfter
@@ -80,7 +81,7 @@ class Analyzer:
         for (_stage, error_type), n in counts.dead_letters.items():
             self.parse_errors[error_type] += n
         for doc in result.documents:
-            when = event_time(doc.record)
+            when = record_time(doc.record)
             if when is not None:
                 if self.first is None or when < self.first:
                     self.first = when

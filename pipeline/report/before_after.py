@@ -20,8 +20,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.chain import Document, event_time
+from pipeline.chain import Document
 from pipeline.changes import ChangePoint
+from pipeline.panos.values import record_time
 from pipeline.regression import Criteria, growth, verdict
 
 HOUR_S = 3600.0
@@ -67,7 +68,7 @@ class BeforeAfter:
         serial = record.get("serial")
         if not serial:
             return
-        when = event_time(record)
+        when = record_time(record)
         if when is not None:
             span = self.span.get(serial)
             if span is None:

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from pipeline import coverage
-from pipeline.chain import Document, event_time
+from pipeline.chain import Document
 from pipeline.diagnosis import event_mode
+from pipeline.panos.values import record_time
 
 TOP_N = 10
 
@@ -68,7 +69,7 @@ class Coverage:
             session = self.sessions[key] = Session(
                 firewall=key[0],
                 name=str(record.get("device_name") or ""),
-                time=event_time(record),
+                time=record_time(record),
                 decrypted=decrypted,
                 decided_by=log_type,
                 mode=mode,
@@ -84,7 +85,7 @@ class Coverage:
             session.decided_by = log_type
         if mode != "unknown":
             session.mode = mode
-        when = event_time(record)
+        when = record_time(record)
         if when is not None and (session.time is None or when < session.time):
             session.time = when
         session.name = session.name or str(record.get("device_name") or "")
