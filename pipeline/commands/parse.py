@@ -1,10 +1,11 @@
-"""``decryptscope parse``: log files -> one ECS document (or OCSF event) per event, NDJSON on
-stdout.
+"""``decryptscope parse``: log files -> one ECS document (or OCSF event) per event, and one per
+change point (``event.dataset: decryptscope.change``), NDJSON on stdout.
 
 Lines go through the chain the worker runs (``pipeline.commands.offline``): diagnosed and, by
-default, correlated with the other lines of their session, so a document can appear twice
-when a later line of its session changes its diagnosis (the same ``_id``; the later one wins,
-as in Elasticsearch). A message that cannot be processed is one JSON error object (file, line,
+default, correlated with the other lines of their session. Within a batch of lines each
+document appears once, with its last verdict; a session whose lines fall into two batches can
+show a document twice (same serial, log type and sequence number: the later one wins, as in
+Elasticsearch). A message that cannot be processed is one JSON error object (file, line,
 error_type, message) on stderr."""
 
 from __future__ import annotations
