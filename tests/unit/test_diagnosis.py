@@ -307,3 +307,32 @@ def test_a_remembered_verdict_is_the_verdict_of_the_record_itself():
     failure = next(r for r in records if remembering.classify(r) is not None)
     changed = {**failure, "err_index": "None", "error": "", "session_end_reason": "tcp-fin"}
     assert remembering.classify(changed) == Classifier(load_catalogue())._classify(changed, ())
+
+
+def test_records_that_share_a_verdict_by_outcome_keep_their_own_evidence():
+    # The SNI and Not After enter the memory only as the outcome of the one test that reads
+    # them: records that differ there share the rule, never another record's evidence.
+    from datetime import timedelta
+
+    from pipeline.diagnosis import load_catalogue
+    from pipeline.diagnosis.classify import Classifier
+    from pipeline.panos import parse_text
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "diagnosis"
+    records = [r for p in sorted(golden.glob("*.log")) for r in parse_text(p.read_text())]
+    variants = []
+    for record in records:
+        for sni in ("api.dropbox.com", "www.icloud.com", "intranet.example.org", None):
+            variants.append({**record, "sni": sni})
+        when = record.get("time_generated")
+        if when is not None:
+            for days in (-400, 400):
+                variants.append({**record, "notafter": when + timedelta(days=days)})
+    remembering = Classifier(load_catalogue())
+    causes = set()
+    for variant in variants + variants[::-1]:
+        fresh = Classifier(load_catalogue())._classify(variant, ())
+        assert remembering.classify(variant) == fresh
+        causes.add(fresh.cause if fresh else None)
+    # the variants reach the verdicts the outcome keys stand for
+    assert {"certificate-pinning", "server-cert-expired"} <= causes
