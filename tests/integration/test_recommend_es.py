@@ -53,10 +53,9 @@ def index(run_prefix, es_client):
     es_client.indices.delete_index_template(name=name)
 
 
-@pytest.mark.parametrize("name", sorted(SETS))
-async def test_from_es_gives_what_the_files_give(settings, es_client, index, name):
-    paths = SETS[name]
-    docs = documents(paths, settings)
+async def index_documents(settings, es_client, index: str, docs: dict) -> None:
+    """Bulk-index ``docs`` (id -> document) under ``index`` with the pipeline's own writer,
+    every one accepted, and make them searchable."""
     writer = BulkWriter(
         make_client(settings),
         settings,
@@ -68,6 +67,13 @@ async def test_from_es_gives_what_the_files_give(settings, es_client, index, nam
     finally:
         await writer.client.close()
     es_client.indices.refresh(index=f"{index}-*")
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+async def test_from_es_gives_what_the_files_give(settings, es_client, index, name):
+    paths = SETS[name]
+    docs = documents(paths, settings)
+    await index_documents(settings, es_client, index, docs)
     assert es_client.count(index=f"{index}-*")["count"] == len(docs)
 
     own = dataclasses.replace(settings, index_prefix=f"{index}-*")
@@ -101,17 +107,7 @@ def panel_search(target: dict) -> dict:
 
 async def test_the_exclusion_candidates_panel_on_the_indexed_demo(settings, es_client, index):
     docs = documents(SETS["demo"], settings)
-    writer = BulkWriter(
-        make_client(settings),
-        settings,
-        metrics=build_metrics(CollectorRegistry()),
-        index_prefix=index,
-    )
-    try:
-        assert await writer.write(list(docs.items())) == []
-    finally:
-        await writer.client.close()
-    es_client.indices.refresh(index=f"{index}-*")
+    await index_documents(settings, es_client, index, docs)
     dashboard = json.loads(
         (ROOT / "grafana" / "dashboards" / "decryption-failures.json").read_text()
     )
